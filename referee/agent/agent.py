@@ -1,0 +1,756 @@
+"""Agent: the scriptable SIP user agent that tests and scenarios drive.
+
+    alice = await Agent.start("alice")
+    call = await alice.call(dut_uri)                       # INVITE / 200 / ACK
+    xfer = await alice.refer(call, to=carol.uri)           # REFER, returns the client request
+    assert (await xfer.final()).status == 202
+    notify = await alice.expect("NOTIFY", call=call, sipfrag="1xx")
+
+It answers what a UA answers by itself (100 Trying, ACK, 200 to NOTIFY/BYE/OPTIONS, digest
+challenges); every such automatic behaviour is an attribute a negative test can switch off.
+Every wait is bounded and fails with ExpectationFailed naming what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import socket
+import time
+from typing import Iterable
+
+from referee.sip import (NameAddr, Request, Response, SipParseError, escape_header_value, parse,
+                         parse_uri, SipUri)
+from referee.stack import (CSeqError, Dialog, PassUp, ReferNotifier, ReferSubscriber, Send,
+                           TimedOut, TimerConfig, TransactionLayer, new_branch, new_tag)
+from referee.transport import Received, Transport, TransportError, open_transport
+
+from .matchers import Expectation, ExpectationFailed, header_matchers
+from .objects import Address, Call, ClientRequest, Inbound, Incoming, LogEntry
+
+Headers = dict[str, "str | None"] | Iterable[tuple[str, str]] | None
+
+USER_AGENT = "referee-agent/0.1"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY, UPDATE, INFO"
+SUPPORTED = "replaces, norefersub, tdialog"
+
+
+class Agent:
+    """One SIP UA on one local transport address."""
+
+    def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0, transport: str = "udp",
+                 user: str | None = None, timers: TimerConfig | None = None,
+                 credentials: tuple[str, str] | None = None, outbound: Address | None = None,
+                 domain: str | None = None) -> None:
+        self.name = name
+        self.user = user or name
+        self.host = host
+        self.port = port
+        self.transport_kind = transport.lower()
+        self.timers = timers or TimerConfig()
+        self.credentials = credentials
+        self.outbound = outbound         # send every out-of-dialog request here (proxy / PBX)
+        self.domain = domain             # host part of our AOR if not our own address
+        self.transport: Transport | None = None
+        self.layer = TransactionLayer(reliable=self.transport_kind != "udp", timers=self.timers)
+        self.log: list[LogEntry] = []
+        self.inbox: list[Inbound] = []
+        self.calls: list[Call] = []
+        self.findings: list[str] = []    # protocol problems noticed in what peers sent
+        self.defects: list[LogEntry] = []  # unparsable input
+        # automatic behaviours (switch off for negative tests)
+        self.auto_trying = True          # 100 Trying to every INVITE
+        self.auto_answer: int | None = None   # answer new INVITEs with this status (200: with SDP)
+        self.auto_ack = True             # ACK 2xx responses to our INVITEs
+        self.auto_auth = True            # answer 401/407 when credentials are set
+        self.auto_notify: int | None = 200    # answer NOTIFY in a dialog with this status
+        self.auto_bye: int | None = 200       # answer BYE in a dialog with this status
+        self.auto_options: int | None = 200
+        self.auto_cancel = True          # 200 to CANCEL and 487 to the INVITE
+        self.auto_reinvite: int | None = 200  # answer re-INVITE / UPDATE
+        self.auto_unknown_dialog = True  # 481 to in-dialog requests for dialogs we don't know
+        self._requests: dict[object, ClientRequest] = {}
+        self._changed = asyncio.Condition()
+        self._rx: asyncio.Queue[Received] = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self._wakeup = asyncio.Event()
+        self._call_ids = itertools.count(1)
+        self._rtp: socket.socket | None = None
+        self.closed = False
+
+    # -- life cycle --------------------------------------------------------------------------
+    @classmethod
+    async def start(cls, name: str, host: str = "127.0.0.1", port: int = 0, transport: str = "udp",
+                    **kwargs) -> "Agent":
+        tls = {k: kwargs.pop(k) for k in ("server_ssl", "client_ssl") if k in kwargs}
+        agent = cls(name, host, port, transport, **kwargs)
+        agent.transport = await open_transport(transport, host, port, agent._received, **tls)
+        agent.port = agent.transport.local[1]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        agent._rtp = socket.socket(family, socket.SOCK_DGRAM)
+        agent._rtp.bind((host, 0))
+        agent._rtp.setblocking(False)
+        loop = asyncio.get_running_loop()
+        agent._tasks = [loop.create_task(agent._rx_loop()), loop.create_task(agent._timer_loop())]
+        return agent
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.transport is not None:
+            self.transport.close()
+        if self._rtp is not None:
+            self._rtp.close()
+        for cr in self._requests.values():
+            if not cr.final_future.done():
+                cr.final_future.cancel()
+
+    async def __aenter__(self) -> "Agent":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    # -- addressing ----------------------------------------------------------------------------
+    @property
+    def address(self) -> Address:
+        return (self.host, self.port)
+
+    @property
+    def hostport(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def uri(self) -> str:
+        """Our contact URI, e.g. sip:alice@127.0.0.1:40123 (with ;transport= for TCP/TLS)."""
+        suffix = "" if self.transport_kind == "udp" else f";transport={self.transport_kind}"
+        return f"sip:{self.user}@{self.hostport}{suffix}"
+
+    @property
+    def aor(self) -> str:
+        return f"sip:{self.user}@{self.domain}" if self.domain else self.uri
+
+    @property
+    def rtp_port(self) -> int:
+        return self._rtp.getsockname()[1] if self._rtp else 0
+
+    def sdp_offer(self, direction: str = "sendrecv") -> bytes:
+        from referee.sip.sdp import Sdp
+        return Sdp.offer(self.host, self.rtp_port, direction=direction)
+
+    # -- receiving -----------------------------------------------------------------------------
+    def _received(self, received: Received) -> None:
+        self._rx.put_nowait(received)
+
+    async def _rx_loop(self) -> None:
+        while True:
+            received = await self._rx.get()
+            try:
+                await self._handle(received)
+            except Exception as exc:   # never let one bad message stop the agent
+                self.findings.append(f"internal error handling a message from "
+                                     f"{received.source}: {type(exc).__name__}: {exc}")
+
+    async def _handle(self, received: Received) -> None:
+        entry = LogEntry(received.time, "received", received.data, None, received.local,
+                         received.source, received.transport, received.error, agent=self.name)
+        self.log.append(entry)
+        if received.error is not None or not received.data.strip(b"\r\n"):
+            if received.error is not None:
+                self.defects.append(entry)
+            return          # keep-alive CRLFs or unframable stream bytes
+        try:
+            msg = parse(received.data, stream=received.transport != "udp")
+        except SipParseError as exc:
+            entry.error = str(exc)
+            self.defects.append(entry)
+            self.findings.append(f"unparsable message from {received.source[0]}:{received.source[1]}: {exc}")
+            async with self._changed:
+                self._changed.notify_all()
+            return
+        entry.message = msg
+        actions = self.layer.receive(msg, received.source, self._now())
+        if not any(isinstance(a, PassUp) for a in actions):
+            entry.retransmission = True
+        await self._run(actions)
+        self._wakeup.set()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            deadline = self.layer.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self._now())
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            try:
+                await self._run(self.layer.poll(self._now()))
+            except Exception as exc:
+                self.findings.append(f"internal timer error: {type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _now() -> float:
+        return asyncio.get_running_loop().time()
+
+    async def _run(self, actions) -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                await self._send(action.message, action.dest, action.retransmission)
+            elif isinstance(action, PassUp):
+                if isinstance(action.message, Request):
+                    await self._on_request(action.message, action.transaction)
+                else:
+                    await self._on_response(action.message, action.transaction)
+            elif isinstance(action, TimedOut):
+                await self._on_timeout(action)
+
+    async def _send(self, msg: Request | Response, dest: Address, retransmission: bool = False) -> None:
+        data = bytes(msg)
+        self.log.append(LogEntry(time.time(), "sent", data, msg, self.transport.local, dest,
+                                 self.transport_kind, retransmission=retransmission, agent=self.name))
+        try:
+            await self.transport.send(data, dest)
+        except TransportError as exc:
+            self.findings.append(f"send to {dest[0]}:{dest[1]} failed: {exc}")
+            cr = next((c for c in self._requests.values() if c.request is msg), None)
+            if cr is not None and not cr.final_future.done():
+                cr.final_future.set_exception(ExpectationFailed(f"{self.name}: {exc}"))
+
+    async def _on_timeout(self, action: TimedOut) -> None:
+        cr = self._requests.get(action.transaction)
+        if cr is not None and not cr.final_future.done():
+            cr.final_future.set_exception(ExpectationFailed(
+                f"{self.name}: no final response to {cr.request.method} from {cr.dest[0]}:{cr.dest[1]} "
+                f"(timer {action.timer} fired after {self.timers.b:g} s)"))
+        elif action.timer in ("H", "L"):
+            self.findings.append(f"no ACK for our {action.transaction.last_response.status} to "
+                                 f"{action.transaction.method} (timer {action.timer})")
+
+    async def _inbox_add(self, item: Inbound) -> None:
+        self.inbox.append(item)
+        async with self._changed:
+            self._changed.notify_all()
+
+    # -- responses to our requests -------------------------------------------------------------
+    async def _on_response(self, response: Response, tx) -> None:
+        cr = self._requests.get(tx) if tx is not None else None
+        if cr is None:
+            await self._stray_response(response)
+            return
+        cr.responses.append(response)
+        request = cr.request
+        if (response.status in (401, 407) and self.auto_auth and self.credentials
+                and not getattr(cr, "auth_tried", False)):
+            await self._authenticate(cr, response)
+            return
+        if request.method == "INVITE":
+            await self._invite_response(cr, response)
+        elif cr.call is not None:
+            cr.call.dialog.on_response(request, response)
+            if request.method == "BYE" and response.status >= 200:
+                cr.call.ended.set()
+        if cr.subscription is not None:
+            cr.subscription.on_response(response)
+        await self._inbox_add(Inbound(response, cr.dest, time.time(), request=cr))
+        if response.status >= 200 and not cr.final_future.done():
+            cr.final_future.set_result(response)
+
+    async def _invite_response(self, cr: ClientRequest, response: Response) -> None:
+        if not 200 <= response.status < 300:
+            return
+        call = cr.call
+        if call is None or call.response is None:
+            dialog = Dialog.from_uac(cr.request, response)
+            if call is None:   # a new call (re-INVITEs already have theirs)
+                call = Call(self, dialog, cr.request, self._next_hop_for(dialog, cr.dest))
+                self.calls.append(call)
+                cr.call = call
+            call.response = response
+        else:
+            call.dialog.on_response(cr.request, response)
+        if self.auto_ack:
+            await self._send_ack(call, cr.request)
+
+    async def _send_ack(self, call: Call, invite: Request) -> None:
+        if call.ack is None or call.ack.cseq.seq != invite.cseq.seq:
+            ack = call.dialog.build_request("ACK", cseq=invite.cseq.seq)
+            self._add_via(ack)
+            ack.add_header("Contact", f"<{self.uri}>")
+            call.ack = ack
+        await self._send(call.ack, call.peer)
+
+    async def _stray_response(self, response: Response) -> None:
+        # A 2xx retransmission after the INVITE transaction: re-send the ACK (RFC 3261 §13.2.2.4).
+        if response.cseq.method == "INVITE" and 200 <= response.status < 300:
+            for call in self.calls:
+                if call.dialog.matches(response) and call.ack is not None and self.auto_ack:
+                    await self._send(call.ack, call.peer)
+                    return
+        self.findings.append(f"response matching no transaction: {response.summary()}")
+
+    async def _authenticate(self, cr: ClientRequest, challenge_response: Response) -> None:
+        from referee.sip.digest import Challenge, authorization
+        proxy = challenge_response.status == 407
+        header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        value = challenge_response.header(header)
+        if value is None:
+            self.findings.append(f"{challenge_response.status} without {header}")
+            if not cr.final_future.done():
+                cr.final_future.set_result(challenge_response)
+            return
+        challenge = Challenge.parse(value)
+        user, password = self.credentials
+        old = cr.request
+        new = old.copy()
+        new.raw = None
+        seq = old.cseq.seq + 1
+        new.set_header("CSeq", f"{seq} {old.method}")
+        if cr.call is not None:
+            cr.call.dialog.local_seq = max(cr.call.dialog.local_seq, seq)
+        new.set_header("Proxy-Authorization" if proxy else "Authorization",
+                       authorization(challenge, old.method, old.uri_text, user, password))
+        new.remove_header("Via")
+        self._add_via(new)
+        cr.auth_tried = True
+        cr.request = new
+        tx, actions = self.layer.send_request(new, cr.dest, self._now())
+        self._requests[tx] = cr
+        cr.transaction = tx
+        await self._run(actions)
+        self._wakeup.set()
+
+    # -- requests we receive -------------------------------------------------------------------
+    def find_call(self, msg: Request | Response) -> Call | None:
+        for call in reversed(self.calls):
+            if call.dialog.matches(msg):
+                return call
+        return None
+
+    async def _on_request(self, request: Request, tx) -> None:
+        source = tx.dest if tx is not None else self._source_of(request)
+        call = self.find_call(request) if request.to.tag else None
+        incoming = Incoming(self, request, source, tx, call)
+        if request.method == "ACK":
+            if call is not None:
+                call.ack_received.set()
+            await self._inbox_add(Inbound(request, source, time.time(), incoming=incoming))
+            return
+        if request.to.tag and call is None:
+            await self._inbox_add(Inbound(request, source, time.time(), incoming=incoming))
+            if self.auto_unknown_dialog:
+                await self.respond(incoming, 481)
+            return
+        if call is not None:
+            try:
+                call.dialog.on_request(request)
+            except CSeqError as exc:
+                self.findings.append(f"{request.method} in dialog {call.call_id}: {exc}")
+                await self.respond(incoming, 500, "CSeq Out of Order")
+                return
+        await self._inbox_add(Inbound(request, source, time.time(), incoming=incoming))
+        await self._auto_answer(incoming, call)
+
+    def _source_of(self, request: Request) -> Address:
+        for entry in reversed(self.log):
+            if entry.message is request:
+                return entry.remote
+        return ("", 0)
+
+    async def _auto_answer(self, incoming: Incoming, call: Call | None) -> None:
+        method = incoming.method
+        if method == "INVITE":
+            if call is not None:
+                if self.auto_reinvite is not None:
+                    await self.answer(incoming, self.auto_reinvite)
+                return
+            if self.auto_trying:
+                await self.respond(incoming, 100)
+            if self.auto_answer is not None:
+                await self.answer(incoming, self.auto_answer)
+        elif method == "BYE" and call is not None:
+            call.ended.set()
+            if self.auto_bye is not None:
+                await self.respond(incoming, self.auto_bye)
+        elif method == "NOTIFY" and call is not None:
+            for sub in call.subscriptions:
+                if sub.matches(incoming.request):
+                    check = sub.on_notify(incoming.request)
+                    self.findings += [f"NOTIFY in {call.call_id}: {p}" for p in check.problems]
+                    break
+            if self.auto_notify is not None:
+                await self.respond(incoming, self.auto_notify)
+        elif method == "OPTIONS" and self.auto_options is not None:
+            await self.respond(incoming, self.auto_options, headers={"Allow": ALLOW, "Supported": SUPPORTED,
+                                                                      "Accept": "application/sdp"})
+        elif method == "CANCEL" and self.auto_cancel:
+            await self.respond(incoming, 200)
+            invite_tx = self.layer.find_server(incoming.request.via[0].branch or "", "INVITE")
+            for item in self.inbox:
+                inc = item.incoming
+                if inc is not None and inc.transaction is invite_tx and inc.final is None:
+                    await self.respond(inc, 487)
+        elif method == "UPDATE" and call is not None and self.auto_reinvite is not None:
+            await self.respond(incoming, self.auto_reinvite)
+
+    # -- building and sending requests -----------------------------------------------------------
+    def _add_via(self, request: Request, branch: str | None = None) -> None:
+        via = f"SIP/2.0/{self.transport_kind.upper()} {self.hostport};branch={branch or new_branch()};rport"
+        request.add_header("Via", via, first=True)
+
+    def new_request(self, method: str, uri: str, to: str | None = None, call_id: str | None = None,
+                    cseq: int = 1, from_tag: str | None = None) -> Request:
+        """An out-of-dialog request with our From, a fresh Call-ID and tag (no Via yet)."""
+        call_id = call_id or f"{secrets.token_hex(8)}-{next(self._call_ids)}@{self.host}"
+        to_value = to or f"<{uri}>"
+        return Request(method, uri, [
+            ("Max-Forwards", "70"),
+            ("From", f"<{self.aor}>;tag={from_tag or new_tag()}"),
+            ("To", to_value),
+            ("Call-ID", call_id),
+            ("CSeq", f"{cseq} {method}"),
+            ("User-Agent", USER_AGENT),
+        ])
+
+    def _dest_for_uri(self, uri: str) -> Address:
+        parsed = parse_uri(uri)
+        if not isinstance(parsed, SipUri):
+            raise ValueError(f"cannot send to non-SIP URI {uri}")
+        host = parsed.params.get("maddr") or parsed.host
+        return (host, parsed.port or (5061 if parsed.scheme == "sips" else 5060))
+
+    def _next_hop_for(self, dialog: Dialog, fallback: Address) -> Address:
+        if self.outbound is not None and not dialog.route_set:
+            return self.outbound
+        try:
+            hop = dialog.next_hop()
+        except (ValueError, SipParseError):
+            return fallback
+        return (hop.params.get("maddr") or hop.host, hop.port or 5060)
+
+    async def send_request(self, request: Request, dest: Address | None = None, call: Call | None = None,
+                           keep_via: bool = False) -> ClientRequest:
+        """Start a client transaction for a request (adds our Via unless keep_via)."""
+        if not keep_via or not request.has("Via"):
+            self._add_via(request)
+        if dest is None:
+            dest = call.peer if call is not None else (self.outbound or self._dest_for_uri(request.uri_text))
+        cr = ClientRequest(self, request, dest, call)
+        tx, actions = self.layer.send_request(request, dest, self._now())
+        cr.transaction = tx
+        self._requests[tx] = cr
+        await self._run(actions)
+        self._wakeup.set()
+        return cr
+
+    async def request(self, method: str, uri: str | None = None, call: Call | None = None,
+                      headers: Headers = None, body: bytes = b"", content_type: str | None = None,
+                      dest: Address | None = None) -> ClientRequest:
+        """Send any request: in `call`'s dialog, or out of dialog to `uri`."""
+        if call is not None:
+            req = call.dialog.build_request(method)
+        elif uri is not None:
+            req = self.new_request(method, uri)
+        else:
+            raise ValueError("request() needs a call or a uri")
+        if method in ("INVITE", "REFER", "SUBSCRIBE", "NOTIFY", "UPDATE") and not _has(headers, "Contact"):
+            req.add_header("Contact", f"<{self.uri}>")
+        _apply_headers(req, headers)
+        if body:
+            req.set_body(body, content_type)
+        return await self.send_request(req, dest, call)
+
+    async def invite(self, uri: str, headers: Headers = None, sdp: bool | bytes = True,
+                     dest: Address | None = None) -> ClientRequest:
+        """Send an INVITE (returns at once); the Call appears on the ClientRequest after a 2xx."""
+        body = self.sdp_offer() if sdp is True else (sdp or b"")
+        extra = {"Supported": SUPPORTED, "Allow": ALLOW}
+        extra.update(dict(headers or {}) if not isinstance(headers, dict) else headers)
+        return await self.request("INVITE", uri, headers=extra, body=body,
+                                  content_type="application/sdp" if body else None, dest=dest)
+
+    async def call(self, uri: str, headers: Headers = None, sdp: bool | bytes = True,
+                   dest: Address | None = None, timeout: float = 10.0, expect: str | int = "2xx") -> Call:
+        """INVITE, wait for the final response, ACK: the established Call.
+
+        Raises ExpectationFailed if the final response is not `expect` (default any 2xx).
+        """
+        from .matchers import status_matches
+        cr = await self.invite(uri, headers, sdp, dest)
+        final = await cr.final(timeout)
+        if not status_matches(expect, final.status):
+            raise ExpectationFailed(f"{self.name}: INVITE {uri} answered {final.status} {final.reason}, "
+                                    f"expected {expect}")
+        if cr.call is None:
+            raise ExpectationFailed(f"{self.name}: INVITE {uri} answered {final.status} but no dialog was made")
+        return cr.call
+
+    async def refer(self, call: Call, to: str, replaces: "Call | str | None" = None,
+                    referred_by: bool | str = True, refer_sub: bool | None = None,
+                    headers: Headers = None, refer_to: str | None = None) -> ClientRequest:
+        """Send REFER in `call` (returns at once; await .final() for the 202).
+
+        to: the transfer target URI; replaces: a Call (attended transfer) or a Replaces value;
+        refer_to: a complete Refer-To value, overriding to/replaces (for crafted cases).
+        """
+        if refer_to is None:
+            target = to
+            if replaces is not None:
+                value = replaces.replaces if isinstance(replaces, Call) else replaces
+                target = f"{to}{'&' if '?' in to else '?'}Replaces={escape_header_value(value)}"
+            refer_to = f"<{target}>"
+        hdrs: dict[str, str | None] = {"Refer-To": refer_to}
+        if referred_by:
+            hdrs["Referred-By"] = f"<{self.aor}>" if referred_by is True else str(referred_by)
+        if refer_sub is not None:
+            hdrs["Refer-Sub"] = "true" if refer_sub else "false"
+            hdrs["Supported"] = "norefersub"
+        hdrs.update(dict(headers or {}) if not isinstance(headers, dict) else headers)
+        cr = await self.request("REFER", call=call, headers=hdrs)
+        sub = ReferSubscriber(cr.request, first_in_dialog=call.refers_sent == 0)
+        call.refers_sent += 1
+        call.subscriptions.append(sub)
+        cr.subscription = sub
+        return cr
+
+    async def bye(self, call: Call, timeout: float = 10.0) -> Response:
+        cr = await self.request("BYE", call=call)
+        response = await cr.final(timeout)
+        call.ended.set()
+        return response
+
+    async def cancel(self, invite: ClientRequest) -> ClientRequest:
+        """CANCEL a pending INVITE (same branch, RFC 3261 §9.1)."""
+        inv = invite.request
+        req = Request("CANCEL", inv.uri_text, [("Via", inv.header_all("Via")[0])]
+                      + [("Route", r) for r in inv.header_all("Route")]
+                      + [("Max-Forwards", "70"), ("From", inv.header("From")), ("To", inv.header("To")),
+                         ("Call-ID", inv.call_id), ("CSeq", f"{inv.cseq.seq} CANCEL")])
+        return await self.send_request(req, invite.dest, keep_via=True)
+
+    async def reinvite(self, call: Call, hold: bool = True, timeout: float = 10.0) -> Response:
+        body = self.sdp_offer("sendonly" if hold else "sendrecv")
+        cr = await self.request("INVITE", call=call, body=body, content_type="application/sdp")
+        response = await cr.final(timeout)
+        return response
+
+    async def options(self, uri: str, dest: Address | None = None, timeout: float = 5.0) -> Response:
+        cr = await self.request("OPTIONS", uri, dest=dest, headers={"Accept": "application/sdp"})
+        return await cr.final(timeout)
+
+    async def notify_transfer(self, call: Call, status: int, reason: str | None = None,
+                              final: bool | None = None, notifier: ReferNotifier | None = None,
+                              headers: Headers = None) -> ClientRequest:
+        """Send the NOTIFY of a REFER we accepted (sipfrag with `status`)."""
+        notifier = notifier or (call.notifiers[-1] if call.notifiers else None)
+        if notifier is None:
+            raise ValueError(f"{self.name}: no accepted REFER in {call!r} to notify about")
+        base, body = notifier.notify_headers(status, reason, final)
+        hdrs: dict[str, str | None] = dict(base)
+        hdrs.update(dict(headers or {}) if not isinstance(headers, dict) else headers)
+        content_type = hdrs.pop("Content-Type", None)
+        return await self.request("NOTIFY", call=call, headers=hdrs, body=body, content_type=content_type)
+
+    # -- answering ------------------------------------------------------------------------------
+    def build_response(self, incoming: Incoming, status: int, reason: str | None = None) -> Response:
+        req = incoming.request
+        headers: list[tuple[str, str]] = [("Via", v) for v in req.header_all("Via")]
+        to = req.header("To") or ""
+        if status > 100 and not req.to.tag:
+            if incoming.to_tag is None:
+                incoming.to_tag = new_tag()
+            to = f"{to};tag={incoming.to_tag}"
+        headers += [("From", req.header("From") or ""), ("To", to), ("Call-ID", req.call_id or ""),
+                    ("CSeq", req.header("CSeq") or "")]
+        if req.method in ("INVITE", "SUBSCRIBE", "REFER") and 100 < status < 300 and not req.to.tag:
+            headers += [("Record-Route", rr) for rr in req.header_all("Record-Route")]
+        if 100 < status < 300 and req.method in ("INVITE", "REFER", "SUBSCRIBE", "UPDATE"):
+            headers.append(("Contact", f"<{self.uri}>"))
+        headers.append(("User-Agent", USER_AGENT))
+        return Response(status, reason or "", headers)
+
+    async def respond(self, incoming: Incoming | Inbound, status: int, reason: str | None = None,
+                      headers: Headers = None, body: bytes = b"", content_type: str | None = None) -> Response:
+        incoming = _incoming(incoming)
+        response = self.build_response(incoming, status, reason)
+        _apply_headers(response, headers)
+        if body:
+            response.set_body(body, content_type)
+        if status >= 200:
+            incoming.final = response
+        tx = incoming.transaction
+        if tx is None:   # ACK-like requests have no transaction; send statelessly
+            await self._send(response, incoming.source)
+        else:
+            await self._run(self.layer.respond(tx, response, self._now()))
+            self._wakeup.set()
+        return response
+
+    async def answer(self, incoming: Incoming | Inbound, status: int = 200, sdp: bool | bytes = True,
+                     headers: Headers = None, reason: str | None = None) -> Call | None:
+        """Answer an INVITE. 2xx creates (or refreshes) the Call, returned; other codes return None."""
+        incoming = _incoming(incoming)
+        req = incoming.request
+        if incoming.method != "INVITE":
+            await self.respond(incoming, status, reason, headers)
+            return None
+        body = b""
+        if 200 <= status < 300 and sdp is not False:
+            if isinstance(sdp, bytes):
+                body = sdp
+            else:
+                body = self.sdp_offer()
+        response = await self.respond(incoming, status, reason, headers, body,
+                                      "application/sdp" if body else None)
+        if not 200 <= status < 300:
+            return None
+        if incoming.call is not None:       # re-INVITE
+            return incoming.call
+        tag = NameAddr.parse(response.header("To")).tag or ""
+        dialog = Dialog.from_uas(req, tag)
+        call = Call(self, dialog, req, self._next_hop_for(dialog, incoming.source))
+        call.response = response
+        self.calls.append(call)
+        incoming.call = call
+        return call
+
+    async def accept_refer(self, incoming: Incoming | Inbound, status: int = 202,
+                           headers: Headers = None) -> ReferNotifier | None:
+        """Answer a REFER (202 by default) and start its notifier (unless Refer-Sub: false)."""
+        incoming = _incoming(incoming)
+        call = incoming.call
+        await self.respond(incoming, status, headers=headers)
+        if call is None or status >= 300:
+            return None
+        notifier = ReferNotifier(incoming.request, first_in_dialog=call.refers_received == 0)
+        call.refers_received += 1
+        call.notifiers.append(notifier)
+        return notifier
+
+    # -- raw access ---------------------------------------------------------------------------
+    async def send_raw(self, data: bytes, dest: Address) -> None:
+        """Send crafted bytes as they are (no transaction, no fix-ups); logged like any message."""
+        try:
+            msg = parse(data, stream=self.transport_kind != "udp")
+        except SipParseError:
+            msg = None
+        self.log.append(LogEntry(time.time(), "sent", data, msg, self.transport.local, dest,
+                                 self.transport_kind, agent=self.name))
+        await self.transport.send(data, dest)
+
+    def send_rtp(self, call: Call, packets: int = 10, payload_type: int = 0) -> int:
+        """Send a short RTP stream to the media address the peer gave in its SDP; returns the count."""
+        from referee.sip.sdp import Sdp
+        peer_sdp = call.response.body if call.dialog.is_uac else call.invite.body
+        if not peer_sdp:
+            return 0
+        sdp = Sdp.parse(peer_sdp)
+        audio = next((m for m in sdp.media if m.kind == "audio" and m.port), None)
+        if audio is None:
+            return 0
+        address = audio.connection or sdp.connection
+        ssrc = secrets.randbits(32)
+        for seq in range(packets):
+            header = bytes([0x80, payload_type & 0x7F]) + seq.to_bytes(2, "big") + \
+                (seq * 160).to_bytes(4, "big") + ssrc.to_bytes(4, "big")
+            self._rtp.sendto(header + b"\xff" * 160, (address, audio.port))
+        return packets
+
+    # -- expectations ---------------------------------------------------------------------------
+    async def expect(self, what: str | int, timeout: float = 5.0, call: Call | None = None,
+                     headers: dict | None = None, sipfrag: str | int | None = None, state: str | None = None,
+                     where=None) -> Inbound:
+        """Wait for a received request (by method) or response (by status spec) matching all
+        conditions; consume and return it. Raises ExpectationFailed with what came instead."""
+        expectation = Expectation(what, header_matchers(headers), sipfrag, state, where)
+        deadline = self._now() + timeout
+        while True:
+            item = self._match(expectation, call)
+            if item is not None:
+                item.consumed = True
+                return item
+            remaining = deadline - self._now()
+            if remaining <= 0:
+                raise ExpectationFailed(self._explain(expectation, call, timeout))
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def expect_none(self, what: str | int, within: float, call: Call | None = None,
+                          headers: dict | None = None, sipfrag: str | int | None = None) -> None:
+        """Fail if a matching message arrives within `within` seconds."""
+        expectation = Expectation(what, header_matchers(headers), sipfrag)
+        try:
+            item = await self.expect(what, within, call, headers, sipfrag)
+        except ExpectationFailed:
+            return
+        raise ExpectationFailed(f"{self.name}: expected no {expectation.describe()} within {within:g} s, "
+                                f"got {item.summary()}")
+
+    def _belongs(self, item: Inbound, call: Call | None) -> bool:
+        if call is None:
+            return True
+        msg = item.message
+        return msg.call_id == call.call_id and (
+            isinstance(msg, Response) or call.dialog.matches(msg) or not msg.to.tag)
+
+    def _match(self, expectation: Expectation, call: Call | None) -> Inbound | None:
+        for item in self.inbox:
+            if not item.consumed and self._belongs(item, call) and expectation.mismatch(item.message) is None:
+                return item
+        return None
+
+    def _explain(self, expectation: Expectation, call: Call | None, timeout: float) -> str:
+        lines = [f"{self.name}: expected {expectation.describe()} within {timeout:g} s"
+                 + (f" in call {call.call_id}" if call else "") + "; got"]
+        pending = [i for i in self.inbox if not i.consumed and self._belongs(i, call)]
+        if not pending:
+            lines[0] += " nothing"
+        for item in pending[-8:]:
+            why = expectation.mismatch(item.message)
+            lines.append(f"  - {item.summary()}" + (f" [{why}]" if why and why != "different method/status" else ""))
+        if self.defects:
+            lines.append(f"  ({len(self.defects)} unparsable messages: {self.defects[-1].error})")
+        return "\n".join(lines)
+
+    def messages(self, direction: str | None = None) -> list[Request | Response]:
+        return [e.message for e in self.log if e.message is not None and
+                (direction is None or e.direction == direction) and not e.retransmission]
+
+
+def _incoming(item: Incoming | Inbound) -> Incoming:
+    if isinstance(item, Inbound):
+        if item.incoming is None:
+            raise ValueError(f"{item.summary()} is a response; nothing to answer")
+        return item.incoming
+    return item
+
+
+def _has(headers: Headers, name: str) -> bool:
+    if not headers:
+        return False
+    items = headers.items() if isinstance(headers, dict) else headers
+    return any(n.lower() == name.lower() for n, _ in items)
+
+
+def _apply_headers(msg, headers: Headers) -> None:
+    """dict: set (None removes); list of pairs: append in order."""
+    if not headers:
+        return
+    if isinstance(headers, dict):
+        for name, value in headers.items():
+            if value is None:
+                msg.remove_header(name)
+            else:
+                msg.set_header(name, str(value))
+    else:
+        for name, value in headers:
+            msg.add_header(name, str(value))

@@ -1,0 +1,161 @@
+"""What an expectation looks for: a method or status, and header / body matchers.
+
+Shared by `Agent.expect` and the scenario runner, so a YAML step and a Python test say
+"NOTIFY with Event refer and a 200 sipfrag" the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Callable
+
+from referee.sip import Message, Request, Response, SipParseError
+
+
+class ExpectationFailed(AssertionError):
+    """An expected message did not arrive, or arrived different from what was required."""
+
+
+def kind_matches(what: str | int, msg: Message) -> bool:
+    """'INVITE' (a request method), 202 / '202' (a status), '2xx' (a class), '>=300'."""
+    text = str(what).strip()
+    if isinstance(msg, Request):
+        return text.upper() == msg.method
+    assert isinstance(msg, Response)
+    return status_matches(text, msg.status)
+
+
+def status_matches(spec: str | int, status: int | None) -> bool:
+    """Status spec: 200, '200', '2xx', '1xx', '>=300', '>300', '<200', 'final', 'provisional'."""
+    if status is None:
+        return False
+    text = str(spec).strip().lower()
+    if text == "final":
+        return status >= 200
+    if text == "provisional":
+        return status < 200
+    if re.fullmatch(r"[1-6]xx", text):
+        return status // 100 == int(text[0])
+    m = re.fullmatch(r"(>=|<=|>|<)\s*(\d{3})", text)
+    if m:
+        op, value = m.group(1), int(m.group(2))
+        return {">=": status >= value, "<=": status <= value, ">": status > value, "<": status < value}[op]
+    if re.fullmatch(r"\d{3}", text):
+        return status == int(text)
+    raise ValueError(f"bad status spec {spec!r}: expected e.g. 200, '2xx', '>=300', 'final'")
+
+
+def is_valid_kind(what: str | int) -> bool:
+    text = str(what).strip()
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9.!%*_+`'~-]*", text) and not re.fullmatch(r"[1-6]xx", text.lower()) \
+            and text.lower() not in ("final", "provisional"):
+        return True
+    try:
+        status_matches(text, 200)
+        return True
+    except ValueError:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class HeaderMatcher:
+    """One header condition. op: equals | regex | contains | present | absent | count."""
+
+    name: str
+    op: str
+    value: str | int | None = None
+
+    OPS = ("equals", "regex", "contains", "present", "absent", "count")
+
+    def check(self, msg: Message) -> str | None:
+        """None when satisfied, else a description of what was seen instead."""
+        values = msg.header_all(self.name)
+        seen = values[0] if values else None
+        if self.op == "absent":
+            return None if not values else f"{self.name} present: {seen!r}"
+        if self.op == "present":
+            return None if values else f"{self.name} absent"
+        if self.op == "count":
+            return None if len(values) == int(self.value) else f"{self.name} appears {len(values)} times"
+        if not values:
+            return f"{self.name} absent"
+        if self.op == "equals":
+            return None if any(v == str(self.value) for v in values) else f"{self.name}: {seen!r}"
+        if self.op == "contains":
+            return None if any(str(self.value).lower() in v.lower() for v in values) else f"{self.name}: {seen!r}"
+        if self.op == "regex":
+            return None if any(re.search(str(self.value), v) for v in values) else f"{self.name}: {seen!r}"
+        raise ValueError(f"unknown header matcher op {self.op!r}")
+
+    def describe(self) -> str:
+        if self.op in ("present", "absent"):
+            return f"{self.name} {self.op}"
+        if self.op == "equals":
+            return f"{self.name}={self.value}"
+        return f"{self.name} {self.op} {self.value!r}"
+
+
+def header_matchers(spec: dict[str, object] | None) -> list[HeaderMatcher]:
+    """{'Event': 'refer'} → equals; {'Event': {'regex': '^refer'}}; {'Replaces': {'present': True}};
+    {'Refer-Sub': None} → absent."""
+    out: list[HeaderMatcher] = []
+    for name, cond in (spec or {}).items():
+        if cond is None:
+            out.append(HeaderMatcher(name, "absent"))
+        elif isinstance(cond, dict):
+            for op, value in cond.items():
+                if op not in HeaderMatcher.OPS:
+                    raise ValueError(f"unknown matcher {op!r} for header {name} (expected one of "
+                                     f"{', '.join(HeaderMatcher.OPS)})")
+                if op in ("present", "absent"):
+                    op = op if value in (True, None) else ("absent" if op == "present" else "present")
+                    out.append(HeaderMatcher(name, op))
+                else:
+                    out.append(HeaderMatcher(name, op, value))
+        else:
+            out.append(HeaderMatcher(name, "equals", str(cond)))
+    return out
+
+
+@dataclasses.dataclass
+class Expectation:
+    """Everything a received message must satisfy to be "the one" a step waits for."""
+
+    what: str | int
+    headers: list[HeaderMatcher] = dataclasses.field(default_factory=list)
+    sipfrag: str | int | None = None          # status spec the message/sipfrag body must match
+    state: str | None = None                  # Subscription-State value (active/terminated/...)
+    where: Callable[[Message], bool] | None = None
+
+    def mismatch(self, msg: Message) -> str | None:
+        """None if `msg` satisfies the expectation, else why not (for error messages)."""
+        if not kind_matches(self.what, msg):
+            return "different method/status"
+        problems = [p for p in (m.check(msg) for m in self.headers) if p]
+        if self.sipfrag is not None:
+            try:
+                status = msg.sipfrag().status
+            except SipParseError as exc:
+                status, _ = None, problems.append(f"sipfrag unparsable: {exc.reason}")
+            if status is not None and not status_matches(self.sipfrag, status):
+                problems.append(f"sipfrag status {status}, expected {self.sipfrag}")
+        if self.state is not None:
+            try:
+                sub = msg.subscription_state
+                if sub is None or sub.state != self.state.lower():
+                    problems.append(f"Subscription-State {msg.header('Subscription-State')!r}")
+            except SipParseError as exc:
+                problems.append(f"Subscription-State unparsable: {exc.reason}")
+        if self.where is not None and not self.where(msg):
+            problems.append("custom condition false")
+        return "; ".join(problems) if problems else None
+
+    def describe(self) -> str:
+        parts = [str(self.what)]
+        parts += [m.describe() for m in self.headers]
+        if self.sipfrag is not None:
+            parts.append(f"sipfrag {self.sipfrag}")
+        if self.state is not None:
+            parts.append(f"Subscription-State {self.state}")
+        return " with ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]

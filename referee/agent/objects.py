@@ -1,0 +1,151 @@
+"""The objects a test holds while it drives an agent: calls, received requests, sent requests, the log."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from typing import TYPE_CHECKING
+
+from referee.sip import Request, Response, escape_header_value
+from referee.stack import ClientTransaction, Dialog, ReferNotifier, ReferSubscriber, ServerTransaction
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+Address = tuple[str, int]
+
+
+@dataclasses.dataclass
+class LogEntry:
+    """One message as it crossed this agent's socket."""
+    time: float                      # wall clock (time.time()), comparable with pcap timestamps
+    direction: str                   # 'sent' | 'received'
+    raw: bytes
+    message: Request | Response | None
+    local: Address
+    remote: Address
+    transport: str
+    error: str | None = None         # why the bytes could not be parsed
+    retransmission: bool = False
+    agent: str = ""
+
+    def summary(self) -> str:
+        what = self.message.summary() if self.message is not None else f"<unparsable: {self.error}>"
+        arrow = "->" if self.direction == "sent" else "<-"
+        return f"{self.agent} {arrow} {self.remote[0]}:{self.remote[1]} {what}"
+
+
+@dataclasses.dataclass(eq=False)
+class Inbound:
+    """A received message an expectation may consume (new requests and passed-up responses)."""
+    message: Request | Response
+    source: Address
+    time: float
+    consumed: bool = False
+    incoming: "Incoming | None" = None      # for requests
+    request: "ClientRequest | None" = None  # for responses
+
+    def summary(self) -> str:
+        return self.message.summary()
+
+
+class Call:
+    """An INVITE dialog this agent is part of (as caller or callee)."""
+
+    def __init__(self, agent: "Agent", dialog: Dialog, invite: Request, peer: Address) -> None:
+        self.agent = agent
+        self.dialog = dialog
+        self.invite = invite
+        self.peer = peer                 # where in-dialog requests go (next hop), learned or set
+        self.response: Response | None = None
+        self.ack: Request | None = None
+        self.ack_received = asyncio.Event()
+        self.ended = asyncio.Event()
+        self.subscriptions: list[ReferSubscriber] = []   # REFERs we sent in this dialog
+        self.notifiers: list[ReferNotifier] = []         # REFERs we accepted
+        self.refers_sent = 0
+        self.refers_received = 0
+        self.created = time.time()
+
+    @property
+    def call_id(self) -> str:
+        return self.dialog.call_id
+
+    @property
+    def remote_target(self) -> str:
+        return self.dialog.remote_target
+
+    @property
+    def replaces(self) -> str:
+        """This dialog as a Replaces value, as the peer would match it (RFC 3891 §3)."""
+        return self.dialog.replaces_value()
+
+    @property
+    def replaces_escaped(self) -> str:
+        return escape_header_value(self.replaces)
+
+    @property
+    def is_up(self) -> bool:
+        return not self.ended.is_set()
+
+    def __repr__(self) -> str:
+        return f"<Call {self.agent.name} {self.call_id} {self.dialog.state.value}>"
+
+
+class Incoming:
+    """A request we received and have to answer (its server transaction)."""
+
+    def __init__(self, agent: "Agent", request: Request, source: Address,
+                 transaction: ServerTransaction | None, call: Call | None) -> None:
+        self.agent = agent
+        self.request = request
+        self.source = source
+        self.transaction = transaction
+        self.call = call                 # the dialog it arrived in, if any
+        self.to_tag: str | None = None   # our tag once we answered an INVITE
+        self.final: Response | None = None
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    async def respond(self, status: int, reason: str | None = None, headers=None, body: bytes = b"",
+                      content_type: str | None = None) -> Response:
+        return await self.agent.respond(self, status, reason, headers=headers, body=body,
+                                        content_type=content_type)
+
+    def __repr__(self) -> str:
+        return f"<Incoming {self.request.summary()} from {self.source}>"
+
+
+class ClientRequest:
+    """A request we sent: its transaction, the responses so far, the final one."""
+
+    def __init__(self, agent: "Agent", request: Request, dest: Address, call: Call | None) -> None:
+        self.agent = agent
+        self.request = request
+        self.dest = dest
+        self.call = call
+        self.transaction: ClientTransaction | None = None
+        self.responses: list[Response] = []
+        self.final_future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.subscription: ReferSubscriber | None = None
+
+    @property
+    def method(self) -> str:
+        return self.request.method
+
+    async def final(self, timeout: float = 10.0) -> Response:
+        """The final response; raises ExpectationFailed on timeout (no answer) or transaction timeout."""
+        from .matchers import ExpectationFailed
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.final_future), timeout)
+        except asyncio.TimeoutError:
+            seen = ", ".join(str(r.status) for r in self.responses) or "nothing"
+            raise ExpectationFailed(
+                f"{self.agent.name}: no final response to {self.request.method} within {timeout:g} s "
+                f"(sent to {self.dest[0]}:{self.dest[1]}; got {seen})") from None
+
+    def __repr__(self) -> str:
+        return f"<ClientRequest {self.request.summary()}>"

@@ -1,0 +1,97 @@
+"""The transaction layer: matches messages to transactions (RFC 3261 §17.1.3, §17.2.3).
+
+It owns every live transaction, routes incoming messages to them, creates server transactions
+for new requests, and collects timer actions. Still sans-I/O: feed it messages and times.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from referee.sip import Request, Response
+
+from .timers import TimerConfig
+from .transaction import (Action, Address, ClientTransaction, PassUp, ServerTransaction,
+                          Transaction, branch_of)
+
+MAGIC_COOKIE = "z9hG4bK"
+
+
+def new_branch() -> str:
+    return MAGIC_COOKIE + secrets.token_hex(8)
+
+
+class TransactionLayer:
+    def __init__(self, reliable: bool = False, timers: TimerConfig = TimerConfig()) -> None:
+        self.reliable = reliable
+        self.timers = timers
+        self.clients: dict[tuple[str, str], ClientTransaction] = {}
+        self.servers: dict[tuple[str, str, str], ServerTransaction] = {}
+
+    # -- client side ---------------------------------------------------------------------
+    def send_request(self, request: Request, dest: Address, now: float) -> tuple[ClientTransaction, list[Action]]:
+        """Start a client transaction for `request` (which must carry its Via with a branch)."""
+        tx = ClientTransaction(request, dest, self.reliable, self.timers)
+        method = "INVITE" if request.method == "ACK" else request.method
+        self.clients[(tx.branch, method)] = tx
+        return tx, tx.start(now)
+
+    # -- incoming ------------------------------------------------------------------------
+    def receive(self, msg: Request | Response, source: Address, now: float) -> list[Action]:
+        """Feed one incoming message. New requests and unmatched responses come back as
+        PassUp with transaction None-like semantics: PassUp.transaction is the new server
+        transaction (requests) or None (a stray response, e.g. a 2xx retransmission after
+        the INVITE client transaction ended)."""
+        if isinstance(msg, Response):
+            key = (branch_of(msg), msg.cseq.method)
+            tx = self.clients.get(key)
+            if tx is None:
+                return [PassUp(msg, None)]  # type: ignore[arg-type]
+            return tx.receive(msg, now)
+        return self._receive_request(msg, source, now)
+
+    def _receive_request(self, request: Request, source: Address, now: float) -> list[Action]:
+        key = self._server_key(request)
+        tx = self.servers.get(key)
+        if tx is not None and not tx.terminated:
+            return tx.receive(request, now)
+        if request.method == "ACK":
+            # ACK for a 2xx: its own transaction (new branch) — hand it to the UA core.
+            return [PassUp(request, None)]  # type: ignore[arg-type]
+        tx = ServerTransaction(request, source, self.reliable, self.timers)
+        self.servers[key] = tx
+        return [PassUp(request, tx)]
+
+    @staticmethod
+    def _server_key(request: Request) -> tuple[str, str, str]:
+        via = request.via[0] if request.via else None
+        method = "INVITE" if request.method == "ACK" else request.method
+        return ((via.branch or "") if via else "", via.sent_by if via else "", method)
+
+    def find_server(self, branch: str, method: str) -> ServerTransaction | None:
+        for (b, _, m), tx in self.servers.items():
+            if b == branch and m == method and not tx.terminated:
+                return tx
+        return None
+
+    def respond(self, tx: ServerTransaction, response: Response, now: float) -> list[Action]:
+        return tx.respond(response, now)
+
+    # -- time ----------------------------------------------------------------------------
+    def poll(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for table in (self.clients, self.servers):
+            for key, tx in list(table.items()):
+                if tx.deadline is not None and tx.deadline <= now:
+                    actions += tx.poll(now)
+                if tx.terminated:
+                    del table[key]
+        return actions
+
+    def next_deadline(self) -> float | None:
+        deadlines = [tx.deadline for table in (self.clients, self.servers)
+                     for tx in table.values() if tx.deadline is not None]
+        return min(deadlines, default=None)
+
+    def all(self) -> list[Transaction]:
+        return [*self.clients.values(), *self.servers.values()]
