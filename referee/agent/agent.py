@@ -149,7 +149,7 @@ class Agent:
         self._rx.put_nowait(received)
 
     async def _rx_loop(self) -> None:
-        while True:
+        while not self.closed:
             received = await self._rx.get()
             try:
                 await self._handle(received)
@@ -182,13 +182,15 @@ class Agent:
         self._wakeup.set()
 
     async def _timer_loop(self) -> None:
-        while True:
+        while not self.closed:
             deadline = self.layer.next_deadline()
             timeout = None if deadline is None else max(0.0, deadline - self._now())
             self._wakeup.clear()
             try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout)
-            except asyncio.TimeoutError:
+                # asyncio.timeout (not wait_for): a cancel from close() is never swallowed
+                async with asyncio.timeout(timeout):
+                    await self._wakeup.wait()
+            except TimeoutError:
                 pass
             try:
                 await self._run(self.layer.poll(self._now()))
@@ -244,8 +246,13 @@ class Agent:
         if cr is None:
             await self._stray_response(response)
             return
-        cr.responses.append(response)
         request = cr.request
+        if cr.final_future.done() and request.method == "INVITE" and 200 <= response.status < 300:
+            # a retransmitted 2xx (our ACK was lost or late): ACK again, nothing new to report
+            if cr.call is not None and cr.call.ack is not None and self.auto_ack:
+                await self._send(cr.call.ack, cr.call.peer)
+            return
+        cr.responses.append(response)
         if (response.status in (401, 407) and self.auto_auth and self.credentials
                 and not getattr(cr, "auth_tried", False)):
             await self._authenticate(cr, response)
@@ -670,18 +677,20 @@ class Agent:
         conditions; consume and return it. Raises ExpectationFailed with what came instead."""
         expectation = Expectation(what, header_matchers(headers), sipfrag, state, where)
         deadline = self._now() + timeout
-        while True:
-            item = self._match(expectation, call)
-            if item is not None:
-                item.consumed = True
-                return item
-            remaining = deadline - self._now()
-            if remaining <= 0:
-                raise ExpectationFailed(self._explain(expectation, call, timeout))
-            async with self._changed:
+        async with self._changed:
+            while True:
+                # checked under the lock that _inbox_add notifies with: no arrival can slip between
+                item = self._match(expectation, call)
+                if item is not None:
+                    item.consumed = True
+                    return item
+                remaining = deadline - self._now()
+                if remaining <= 0:
+                    raise ExpectationFailed(self._explain(expectation, call, timeout))
                 try:
-                    await asyncio.wait_for(self._changed.wait(), remaining)
-                except asyncio.TimeoutError:
+                    async with asyncio.timeout(remaining):
+                        await self._changed.wait()
+                except TimeoutError:
                     pass
 
     async def expect_none(self, what: str | int, within: float, call: Call | None = None,

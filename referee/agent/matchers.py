@@ -22,7 +22,9 @@ def kind_matches(what: str | int, msg: Message) -> bool:
     text = str(what).strip()
     if isinstance(msg, Request):
         return text.upper() == msg.method
-    assert isinstance(msg, Response)
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9.!%*_+`'~-]*", text) and not re.fullmatch(r"[1-6][xX]{2}", text) \
+            and text.lower() not in ("final", "provisional"):
+        return False    # a method name never matches a response
     return status_matches(text, msg.status)
 
 

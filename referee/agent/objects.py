@@ -140,8 +140,9 @@ class ClientRequest:
         """The final response; raises ExpectationFailed on timeout (no answer) or transaction timeout."""
         from .matchers import ExpectationFailed
         try:
-            return await asyncio.wait_for(asyncio.shield(self.final_future), timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(self.final_future)
+        except TimeoutError:
             seen = ", ".join(str(r.status) for r in self.responses) or "nothing"
             raise ExpectationFailed(
                 f"{self.agent.name}: no final response to {self.request.method} within {timeout:g} s "

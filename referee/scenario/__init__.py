@@ -1,1 +1,11 @@
-"""referee.scenario"""
+"""referee.scenario — REFER flows as data (YAML) or Python, and the runner that plays them."""
+
+from .binding import Binding, DutEndpoint
+from .flow import Flow, StepFailed
+from .loader import ScenarioError, load_all, load_scenario
+from .model import Requirement, Scenario
+from .run import run_scenario, run_steps
+from .trace import StepResult, Trace, TraceMessage
+
+__all__ = ["Binding", "DutEndpoint", "Flow", "StepFailed", "ScenarioError", "load_all", "load_scenario",
+           "Requirement", "Scenario", "run_scenario", "run_steps", "StepResult", "Trace", "TraceMessage"]

@@ -56,7 +56,13 @@ class TransactionLayer:
         if tx is not None and not tx.terminated:
             return tx.receive(request, now)
         if request.method == "ACK":
-            # ACK for a 2xx: its own transaction (new branch) — hand it to the UA core.
+            # ACK for a 2xx has its own branch: match it to the INVITE server transaction that
+            # is retransmitting that 2xx (same Call-ID and CSeq number), else hand it up alone.
+            for server in self.servers.values():
+                if (server.invite and server.state.value == "Accepted"
+                        and server.request.call_id == request.call_id
+                        and server.request.cseq.seq == request.cseq.seq):
+                    return server.receive(request, now)
             return [PassUp(request, None)]  # type: ignore[arg-type]
         tx = ServerTransaction(request, source, self.reliable, self.timers)
         self.servers[key] = tx

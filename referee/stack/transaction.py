@@ -96,8 +96,9 @@ class Transaction:
             if not due:
                 return actions
             _, name = min(due)
-            _, interval = self._timers.pop(name)
-            actions += self._fire(name, now, interval)
+            at, interval = self._timers.pop(name)
+            # re-arm from the scheduled time, not from when we were polled, so intervals stay exact
+            actions += self._fire(name, at, interval)
 
     def _fire(self, name: str, now: float, interval: float) -> list[Action]:
         raise NotImplementedError

@@ -28,8 +28,10 @@ def sends(actions):
 def retransmit_times(tx, clock, until):
     """Advance the fake clock in 1 ms steps; return the times at which the request was re-sent."""
     times = []
-    while clock.now < until:
-        clock.advance(0.001)
+    ms = round(clock.now * 1000)
+    while ms < until * 1000:
+        ms += 1
+        clock.now = ms / 1000      # integer milliseconds: no float drift in the comparison
         for action in tx.poll(clock.now):
             if isinstance(action, Send) and action.retransmission:
                 times.append(round(clock.now, 3))
@@ -179,4 +181,7 @@ def test_layer_matches_by_branch_and_method_and_creates_server_transactions():
     first = layer.receive(incoming, DEST, 0.2)
     assert isinstance(first[0], PassUp) and isinstance(first[0].transaction, ServerTransaction)
     assert layer.receive(incoming, DEST, 0.3) == []          # retransmission absorbed
-    assert layer.next_deadline() is not None
+    assert layer.next_deadline() is None                     # INVITE in Proceeding, REFER unanswered
+    server = first[0].transaction
+    layer.respond(server, make_response(incoming, 202), 0.4)
+    assert layer.next_deadline() == 0.4 + 32.0               # timer J

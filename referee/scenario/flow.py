@@ -1,0 +1,361 @@
+"""The runner API: one Flow object runs steps against a Binding and records a Trace.
+
+YAML scenarios are turned into calls of these methods (`run_scenario`); Python flows in
+suites/ call them directly. A failed step raises StepFailed naming the step, what was
+expected within which time, and what arrived instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+
+from referee.agent import Agent, ExpectationFailed
+from referee.agent.objects import Call, ClientRequest, Inbound
+from referee.sip import Request, Response
+
+from .binding import Binding
+from .trace import StepResult, Trace, TraceMessage
+
+_VAR = re.compile(r"\{([A-Za-z_][\w-]*)\.([\w-]+)\}")
+
+
+class StepFailed(AssertionError):
+    """A flow step did not hold. str() is the full message for the report."""
+
+    def __init__(self, where: str, message: str, step: StepResult | None = None) -> None:
+        super().__init__(f"{where}: {message}")
+        self.where = where
+        self.message = message
+        self.step = step
+
+
+class Flow:
+    def __init__(self, binding: Binding, scenario_id: str = "", source: str = "") -> None:
+        self.binding = binding
+        self.source = source          # scenario file name for messages ('' for Python flows)
+        self.trace = Trace(scenario_id)
+        self.calls: dict[str, Call] = {}
+        self.saved: dict[str, Request | Response | ClientRequest | Inbound] = {}
+        self._counter = 0
+        self._matched: dict[int, str] = {}      # id(message) -> step index
+        self._current = ""
+
+    # -- step bookkeeping -------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def step(self, description: str, line: int = 0, index: str | None = None,
+                   requirement: str | None = None):
+        if index is None:
+            self._counter += 1
+            index = str(self._counter)
+        result = StepResult(index, line, description, "passed", time.time(), 0.0, requirement)
+        self.trace.steps.append(result)
+        self._current = index
+        where = f"{self.source}:{line}: step {index}" if self.source else f"step {index}"
+        try:
+            yield result
+        except StepFailed:
+            result.status, result.ended = "failed", time.time()
+            raise
+        except (ExpectationFailed, AssertionError) as exc:
+            result.status, result.ended, result.detail = "failed", time.time(), str(exc)
+            raise StepFailed(f"{where} ({description})", str(exc), result) from None
+        except (KeyError, ValueError, OSError) as exc:
+            result.status, result.ended, result.detail = "failed", time.time(), str(exc)
+            raise StepFailed(f"{where} ({description})", f"{type(exc).__name__}: {exc}", result) from None
+        else:
+            result.ended = time.time()
+
+    def _mark(self, result: StepResult, msg: Request | Response) -> None:
+        self._matched[id(msg)] = result.index
+        result.matched.append(id(msg))
+
+    # -- variables ---------------------------------------------------------------------------
+    def var(self, text: str | None) -> str | None:
+        """Substitute {party.uri}, {call1.replaces}, {saved.Header-Name} ... in `text`."""
+        if text is None:
+            return None
+        return _VAR.sub(lambda m: self._value(m.group(1), m.group(2)), str(text))
+
+    def _value(self, root: str, attr: str) -> str:
+        if root in self.calls:
+            call = self.calls[root]
+            if attr == "replaces":
+                return call.replaces
+            if attr == "replaces_escaped":
+                return call.replaces_escaped
+            if attr in ("local_tag", "remote_tag"):
+                return getattr(call.dialog, attr)
+            return str(getattr(call, attr))
+        if root in self.saved:
+            msg = _message_of(self.saved[root])
+            if attr == "status" and isinstance(msg, Response):
+                return str(msg.status)
+            if attr == "method" and isinstance(msg, Request):
+                return msg.method
+            value = msg.header(attr.replace("_", "-"))
+            if value is None:
+                raise KeyError(f"saved message {root!r} has no {attr} header")
+            return value
+        b = self.binding
+        if attr in ("uri", "aor", "contact"):
+            uri = b.uri(root)
+            return f"<{uri}>" if attr == "contact" else uri
+        if root == b.dut_party and b.dut is not None:
+            host, port = b.dut.address
+            return {"host": host, "port": str(port), "hostport": f"{host}:{port}", "user": root}[attr]
+        agent = b.agent(root)
+        return {"host": agent.host, "port": str(agent.port), "hostport": agent.hostport, "user": agent.user}[attr]
+
+    def _headers(self, headers: dict | None) -> dict:
+        return {k: (None if v is None else self.var(str(v))) for k, v in (headers or {}).items()}
+
+    def _matchers(self, headers: dict | None) -> dict:
+        out = {}
+        for name, cond in (headers or {}).items():
+            if isinstance(cond, dict):
+                out[name] = {op: self.var(v) if isinstance(v, str) else v for op, v in cond.items()}
+            else:
+                out[name] = None if cond is None else self.var(str(cond))
+        return out
+
+    # -- steps -------------------------------------------------------------------------------
+    async def call(self, name: str, caller: str, callee: str, headers: dict | None = None,
+                   expect: str = "2xx", timeout: float = 10.0, sdp: bool = True, line: int = 0,
+                   index: str | None = None, requirement: str | None = None) -> Call | None:
+        """Establish a call (INVITE/2xx/ACK). The DUT as caller is made to dial by its driver."""
+        async with self.step(f"call {name}: {caller} calls {callee}", line, index, requirement) as result:
+            if caller == self.binding.dut_party:
+                call = await self._dut_calls(callee, timeout, result)
+            else:
+                agent = self.binding.agent(caller)
+                cr = await agent.invite(self.binding.uri(callee), self._headers(headers), sdp,
+                                        dest=self._dest(callee, agent))
+                final = await cr.final(timeout)
+                self._mark(result, final)
+                from referee.agent import status_matches
+                if not status_matches(expect, final.status):
+                    raise ExpectationFailed(f"INVITE answered {final.status} {final.reason}, expected {expect}")
+                call = cr.call
+                if call is None:
+                    return None
+            self.calls[name] = call
+            return call
+
+    async def _dut_calls(self, callee: str, timeout: float, result: StepResult) -> Call:
+        driver = self._driver()
+        agent = self.binding.agent(callee)
+        await asyncio.to_thread(driver.dial, self.binding.uri(callee))
+        inv = await agent.expect("INVITE", timeout=timeout)
+        self._mark(result, inv.message)
+        call = await agent.answer(inv)
+        await agent.expect("ACK", timeout=timeout, call=call)
+        return call
+
+    def _dest(self, callee: str, agent: Agent):
+        if callee == self.binding.dut_party and self.binding.dut is not None:
+            return self.binding.dut.address
+        return agent.outbound or self.binding.address(callee)
+
+    async def send(self, method: str, sender: str, call: str | None = None, to: str | None = None,
+                   uri: str | None = None, headers: dict | None = None, body: str | None = None,
+                   content_type: str | None = None, save: str | None = None, raw: str | None = None,
+                   line: int = 0, index: str | None = None, requirement: str | None = None) -> ClientRequest | None:
+        where = f"in {call}" if call else f"to {to or uri}"
+        async with self.step(f"{sender} sends {method or 'raw bytes'} {where}", line, index, requirement):
+            agent = self.binding.agent(sender)
+            if raw is not None:
+                data = self.var(raw).replace("\r\n", "\n").replace("\n", "\r\n").encode()
+                dest = self.binding.address(to) if to else self.calls[call].peer
+                await agent.send_raw(data, dest)
+                return None
+            dialog = self.calls[call] if call else None
+            target_uri = None if dialog else (self.var(uri) if uri else self.binding.uri(to))
+            dest = None if dialog else (self._dest(to, agent) if to else None)
+            cr = await agent.request(method, target_uri, call=dialog, headers=self._headers(headers),
+                                     body=(self.var(body) or "").encode(), content_type=content_type, dest=dest)
+            if method == "REFER" and dialog is not None:
+                from referee.stack import ReferSubscriber
+                sub = ReferSubscriber(cr.request, first_in_dialog=dialog.refers_sent == 0)
+                dialog.refers_sent += 1
+                dialog.subscriptions.append(sub)
+                cr.subscription = sub
+            if save:
+                self.saved[save] = cr
+            return cr
+
+    async def expect(self, what: str | int, at: str, call: str | None = None, response_to: str | None = None,
+                     headers: dict | None = None, sipfrag: str | None = None, state: str | None = None,
+                     timeout: float = 5.0, optional: bool = False, save: str | None = None,
+                     reply: int | None = None, reply_headers: dict | None = None, reply_body: str | None = None,
+                     reply_content_type: str | None = None, answer: bool = False, line: int = 0,
+                     index: str | None = None, requirement: str | None = None) -> Inbound | None:
+        desc = f"{at} expects {what}" + (" (optional)" if optional else "")
+        async with self.step(desc, line, index, requirement) as result:
+            item = await self._expect_one(what, at, call, response_to, headers, sipfrag, state, timeout, optional)
+            if item is None:
+                result.status, result.detail = "skipped", f"optional {what} not seen within {timeout:g} s"
+                return None
+            self._mark(result, item.message)
+            await self._after_match(item, at, save, reply, reply_headers, reply_body, reply_content_type, answer)
+            return item
+
+    async def _expect_one(self, what, at, call, response_to, headers, sipfrag, state, timeout, optional):
+        agent = self.binding.agent(at)
+        dialog = self.calls.get(call) if call else None
+        where = None
+        if response_to:
+            request = _message_of(self.saved[response_to])
+            where = lambda m, r=request: (isinstance(m, Response) and m.cseq.seq == r.cseq.seq
+                                          and m.cseq.method == r.method and m.call_id == r.call_id)
+        try:
+            return await agent.expect(what, timeout, dialog, self._matchers(headers), sipfrag, state, where)
+        except ExpectationFailed:
+            if optional:
+                return None
+            raise
+
+    async def _after_match(self, item: Inbound, at: str, save, reply, reply_headers, reply_body,
+                           reply_content_type, answer) -> None:
+        agent = self.binding.agent(at)
+        if answer:
+            call = await agent.answer(item, reply or 200, headers=self._headers(reply_headers))
+            if save and call is not None:
+                self.calls[save] = call
+        elif reply is not None:
+            if item.message.method == "REFER" and reply < 300:
+                await agent.accept_refer(item, reply, headers=self._headers(reply_headers))
+            else:
+                await agent.respond(item, reply, headers=self._headers(reply_headers),
+                                    body=(self.var(reply_body) or "").encode(), content_type=reply_content_type)
+        if save:
+            self.saved[save] = item
+
+    async def expect_none(self, what: str | int, at: str, within: float = 2.0, call: str | None = None,
+                          headers: dict | None = None, line: int = 0, index: str | None = None,
+                          requirement: str | None = None) -> None:
+        async with self.step(f"{at} expects no {what} for {within:g} s", line, index, requirement):
+            agent = self.binding.agent(at)
+            await agent.expect_none(what, within, self.calls.get(call) if call else None, self._matchers(headers))
+
+    async def reply(self, status: int, at: str, to: str, headers: dict | None = None, body: str | None = None,
+                    content_type: str | None = None, line: int = 0, index: str | None = None,
+                    requirement: str | None = None) -> None:
+        async with self.step(f"{at} answers {to} with {status}", line, index, requirement):
+            agent = self.binding.agent(at)
+            item = self.saved[to]
+            if isinstance(item, Inbound) and item.message.method == "REFER" and status < 300:
+                await agent.accept_refer(item, status, headers=self._headers(headers))
+            else:
+                await agent.respond(item, status, headers=self._headers(headers),
+                                    body=(self.var(body) or "").encode(), content_type=content_type)
+
+    async def any_order(self, expectations: list[dict], line: int = 0, index: str | None = None,
+                        requirement: str | None = None) -> list[Inbound | None]:
+        """Wait for several expectations that may be met in any order (each a dict of expect() args).
+
+        Required ones are awaited together; optional ones are taken if they arrived meanwhile.
+        """
+        group_index = index or str(self._counter + 1)
+        if index is None:
+            self._counter += 1
+        desc = "in any order: " + "; ".join(f"{e['at']} expects {e['what']}" for e in expectations)
+        async with self.step(desc, line, group_index, requirement) as group:
+            required = [e for e in expectations if not e.get("optional")]
+            optional = [e for e in expectations if e.get("optional")]
+
+            async def one(spec: dict, sub: str) -> Inbound | None:
+                args = {k: v for k, v in spec.items() if k not in ("line", "requirement", "index")}
+                return await self.expect(**args, line=spec.get("line", line), index=sub,
+                                         requirement=spec.get("requirement"))
+
+            subs = {id(e): f"{group_index}.{i + 1}" for i, e in enumerate(expectations)}
+            results = await asyncio.gather(*(one(e, subs[id(e)]) for e in required), return_exceptions=True)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0] if isinstance(failures[0], StepFailed) else StepFailed(desc, str(failures[0]))
+            for e in optional:
+                results.append(await one({**e, "timeout": min(e.get("timeout", 1.0), 0.5)}, subs[id(e)]))
+            group.matched = [m for s in self.trace.steps if s.index.startswith(group_index + ".") for m in s.matched]
+            return list(results)
+
+    async def dut(self, action: str, args: dict | None = None, timeout: float = 10.0, save: str | None = None,
+                  line: int = 0, index: str | None = None, requirement: str | None = None):
+        """Make the DUT act through its driver (dial, answer, transfer ...) or wait for one of its events."""
+        args = {k: self.var(v) if isinstance(v, str) else v for k, v in (args or {}).items()}
+        async with self.step(f"DUT {action} {args}".strip(), line, index, requirement):
+            driver = self._driver()
+            if action == "event":
+                kind = args.pop("kind")
+                event = await asyncio.to_thread(driver.wait_event, kind, timeout, **args)
+                self.trace.dut_events.append((time.time(), event.kind, dict(event.fields)))
+                if save:
+                    self.saved[save] = event
+                return event
+            if action == "transfer":
+                return await asyncio.to_thread(driver.transfer, args["to"], args.get("call"))
+            if action == "attended_transfer":
+                return await asyncio.to_thread(driver.transfer_attended, args["call"], args["consult_call"])
+            if action == "dial":
+                handle = await asyncio.to_thread(driver.dial, args["to"])
+                if save:
+                    self.saved[save] = handle
+                return handle
+            if action == "answer_mode":
+                return await asyncio.to_thread(driver.set_answer_mode, args["mode"])
+            if action == "refer_policy":
+                return await asyncio.to_thread(driver.set_refer_policy, args["policy"])
+            if action == "reject":
+                return await asyncio.to_thread(driver.reject, int(args.get("code", 486)), args.get("call"))
+            method = getattr(driver, action)
+            return await asyncio.to_thread(method, args.get("call"))
+
+    def _driver(self):
+        dut = self.binding.dut
+        if dut is None or dut.driver is None:
+            raise ExpectationFailed("this step needs a DUT driver (the DUT profile has none): "
+                                    "the DUT cannot be made to act")
+        return dut.driver
+
+    async def wait(self, seconds: float, line: int = 0, index: str | None = None) -> None:
+        async with self.step(f"wait {seconds:g} s", line, index):
+            await asyncio.sleep(seconds)
+
+    async def check(self, call: str, up: bool = True, grace: float = 1.0, line: int = 0,
+                    index: str | None = None, requirement: str | None = None) -> None:
+        async with self.step(f"call {call} is {'up' if up else 'ended'}", line, index, requirement):
+            c = self.calls[call]
+            if up:
+                if not c.is_up:
+                    raise ExpectationFailed(f"call {call} ({c.call_id}) was ended (BYE received or sent)")
+            else:
+                try:
+                    await asyncio.wait_for(c.ended.wait(), grace)
+                except asyncio.TimeoutError:
+                    raise ExpectationFailed(f"call {call} ({c.call_id}) is still up after {grace:g} s") from None
+
+    # -- trace ---------------------------------------------------------------------------------
+    def finish(self, failure: str | None = None) -> Trace:
+        """Collect every agent's messages into the trace (time order)."""
+        self.trace.failure = failure
+        for party, agent in self.binding.agents.items():
+            for entry in agent.log:
+                msg = entry.message
+                summary = msg.summary() if msg is not None else f"unparsable: {entry.error}"
+                self.trace.messages.append(TraceMessage(
+                    entry.time, party, entry.direction, entry.local, entry.remote, entry.transport, summary,
+                    entry.raw, self._matched.get(id(msg)) if msg is not None else None, entry.error,
+                    entry.retransmission))
+            self.trace.findings += [f"{party}: {f}" for f in agent.findings]
+        self.trace.messages.sort(key=lambda m: m.time)
+        return self.trace
+
+
+def _message_of(item) -> Request | Response:
+    if isinstance(item, ClientRequest):
+        return item.request
+    if isinstance(item, Inbound):
+        return item.message
+    return item

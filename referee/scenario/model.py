@@ -1,0 +1,194 @@
+"""The scenario model: a REFER flow as parties and steps, with its requirement metadata."""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+
+ROLES = ("transferor", "transferee", "target")
+DUT_ROLES = ("transferee", "transferor", "target", "pbx", "proxy")
+LEVELS = ("MUST", "SHOULD", "MAY")
+TOPOLOGIES = ("direct", "nat")
+
+
+@dataclasses.dataclass
+class Requirement:
+    rfc: str                 # "RFC 3515"
+    section: str             # "2.4.2"
+    level: str               # MUST | SHOULD | MAY
+    text: str = ""
+
+    @property
+    def rfc_marker(self) -> str:
+        """pytest marker name: 'RFC 3515' -> 'rfc3515'."""
+        return self.rfc.lower().replace(" ", "")
+
+    def __str__(self) -> str:
+        return f"{self.rfc} §{self.section} {self.level}"
+
+
+@dataclasses.dataclass
+class Party:
+    name: str                # the role name used in steps
+    kind: str                # 'agent' | 'dut'
+    options: dict = dataclasses.field(default_factory=dict)   # agent switches (auto_answer, ...)
+
+
+@dataclasses.dataclass
+class Step:
+    line: int
+    index: str = ""                       # "3", or "4.2" inside an any_order group
+    requirement: str | None = None        # per-step requirement tag
+    note: str = ""
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclasses.dataclass
+class CallStep(Step):
+    name: str = ""
+    caller: str = ""
+    callee: str = ""
+    headers: dict = dataclasses.field(default_factory=dict)
+    expect: str = "2xx"
+    timeout: float = 10.0
+    sdp: bool = True
+
+    def describe(self) -> str:
+        return f"call {self.name}: {self.caller} calls {self.callee}"
+
+
+@dataclasses.dataclass
+class SendStep(Step):
+    method: str = ""
+    sender: str = ""
+    call: str | None = None       # in this dialog
+    to: str | None = None         # or out of dialog to this party
+    uri: str | None = None        # explicit Request-URI (out of dialog)
+    headers: dict = dataclasses.field(default_factory=dict)
+    body: str | None = None
+    content_type: str | None = None
+    save: str | None = None
+    raw: str | None = None        # crafted bytes instead of a built request
+
+    def describe(self) -> str:
+        where = f"in {self.call}" if self.call else f"to {self.to}"
+        return f"{self.sender} sends {self.method or 'raw bytes'} {where}"
+
+
+@dataclasses.dataclass
+class ExpectStep(Step):
+    what: str = ""                # method, or status spec ('202', '2xx', '>=300')
+    at: str = ""
+    call: str | None = None
+    response_to: str | None = None    # saved request whose response this is
+    headers: dict = dataclasses.field(default_factory=dict)
+    sipfrag: str | None = None
+    state: str | None = None
+    timeout: float = 5.0
+    optional: bool = False
+    save: str | None = None
+    reply: int | None = None
+    reply_headers: dict = dataclasses.field(default_factory=dict)
+    reply_body: str | None = None
+    reply_content_type: str | None = None
+    answer: bool = False          # for INVITE: answer with SDP and create the call `save`
+
+    def describe(self) -> str:
+        extra = []
+        if self.headers:
+            extra.append(", ".join(self.headers))
+        if self.sipfrag is not None:
+            extra.append(f"sipfrag {self.sipfrag}")
+        if self.state:
+            extra.append(f"Subscription-State {self.state}")
+        tail = f" ({'; '.join(extra)})" if extra else ""
+        return f"{self.at} expects {self.what}{tail}"
+
+
+@dataclasses.dataclass
+class ExpectNoneStep(Step):
+    what: str = ""
+    at: str = ""
+    call: str | None = None
+    within: float = 2.0
+    headers: dict = dataclasses.field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"{self.at} expects no {self.what} for {self.within:g} s"
+
+
+@dataclasses.dataclass
+class ReplyStep(Step):
+    status: int = 200
+    at: str = ""
+    to: str = ""                  # saved name of the received request
+    headers: dict = dataclasses.field(default_factory=dict)
+    body: str | None = None
+    content_type: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.at} answers {self.to} with {self.status}"
+
+
+@dataclasses.dataclass
+class AnyOrderStep(Step):
+    steps: list[ExpectStep] = dataclasses.field(default_factory=list)
+
+    def describe(self) -> str:
+        return "in any order: " + "; ".join(s.describe() for s in self.steps)
+
+
+@dataclasses.dataclass
+class DutStep(Step):
+    action: str = ""              # dial | answer | reject | hangup | transfer | attended_transfer | event
+    args: dict = dataclasses.field(default_factory=dict)
+    timeout: float = 10.0
+    save: str | None = None
+
+    def describe(self) -> str:
+        return f"DUT {self.action} {self.args or ''}".strip()
+
+
+@dataclasses.dataclass
+class WaitStep(Step):
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        return f"wait {self.seconds:g} s"
+
+
+@dataclasses.dataclass
+class CheckStep(Step):
+    call: str = ""
+    up: bool = True
+
+    def describe(self) -> str:
+        return f"call {self.call} is {'up' if self.up else 'ended'}"
+
+
+@dataclasses.dataclass
+class Scenario:
+    id: str
+    title: str
+    file: pathlib.Path
+    requirement: Requirement
+    dut_role: str
+    parties: dict[str, Party]
+    steps: list[Step]
+    needs: list[str] = dataclasses.field(default_factory=list)
+    dut_kinds: list[str] = dataclasses.field(default_factory=lambda: ["phone"])
+    topology: str = "direct"
+    markers: list[str] = dataclasses.field(default_factory=list)
+    description: str = ""
+
+    @property
+    def dut_party(self) -> str | None:
+        return next((p.name for p in self.parties.values() if p.kind == "dut"), None)
+
+    def all_markers(self) -> list[str]:
+        marks = [self.requirement.rfc_marker, self.dut_role, self.requirement.level.lower()]
+        if self.topology == "nat":
+            marks.append("nat")
+        return list(dict.fromkeys(marks + self.markers))
