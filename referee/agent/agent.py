@@ -547,6 +547,19 @@ class Agent:
         response = await cr.final(timeout)
         return response
 
+    async def register(self, expires: int = 300, timeout: float = 5.0) -> Response:
+        """REGISTER our contact for our AOR at the outbound proxy / registrar (digest answered)."""
+        registrar = f"sip:{self.domain}" if self.domain else self.uri
+        req = self.new_request("REGISTER", registrar, to=f"<{self.aor}>")
+        req.set_header("From", f"<{self.aor}>;tag={new_tag()}")
+        req.add_header("Contact", f"<{self.uri}>")
+        req.add_header("Expires", str(expires))
+        cr = await self.send_request(req)
+        response = await cr.final(timeout)
+        if not 200 <= response.status < 300:
+            raise ExpectationFailed(f"{self.name}: REGISTER {self.aor} answered {response.status} {response.reason}")
+        return response
+
     async def options(self, uri: str, dest: Address | None = None, timeout: float = 5.0) -> Response:
         cr = await self.request("OPTIONS", uri, dest=dest, headers={"Accept": "application/sdp"})
         return await cr.final(timeout)

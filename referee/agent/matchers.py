@@ -18,8 +18,10 @@ class ExpectationFailed(AssertionError):
 
 
 def kind_matches(what: str | int, msg: Message) -> bool:
-    """'INVITE' (a request method), 202 / '202' (a status), '2xx' (a class), '>=300'."""
+    """'INVITE' (a request method), '*' (any request), 202 / '202' (a status), '2xx', '>=300'."""
     text = str(what).strip()
+    if text == "*":
+        return isinstance(msg, Request)
     if isinstance(msg, Request):
         return text.upper() == msg.method
     if re.fullmatch(r"[A-Za-z][A-Za-z0-9.!%*_+`'~-]*", text) and not re.fullmatch(r"[1-6][xX]{2}", text) \
@@ -50,6 +52,8 @@ def status_matches(spec: str | int, status: int | None) -> bool:
 
 def is_valid_kind(what: str | int) -> bool:
     text = str(what).strip()
+    if text == "*":
+        return True
     if re.fullmatch(r"[A-Za-z][A-Za-z0-9.!%*_+`'~-]*", text) and not re.fullmatch(r"[1-6]xx", text.lower()) \
             and text.lower() not in ("final", "provisional"):
         return True

@@ -1,0 +1,121 @@
+"""The `referee` command: run the suites, list and validate test purposes and profiles.
+
+    referee run [--dut duts/x.toml] [--report-dir DIR] [-k EXPR] [-m EXPR] [pytest args...]
+    referee list [--dut duts/x.toml]
+    referee validate [FILES...]
+
+`run` is a thin wrapper on pytest over suites/: exit 0 when every selected test passed, 1 when
+any failed, >= 2 for usage, profile or internal errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SUITES = REPO / "suites"
+SCENARIOS = REPO / "scenarios"
+DUTS = REPO / "duts"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="referee", description="SIP REFER conformance and interop test suite")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the suites against a DUT (extra args go to pytest)")
+    run.add_argument("--dut", help="DUT profile (default: the built-in reference phone)")
+    run.add_argument("--report-dir", default="reports", help="reports directory (default: reports/)")
+    run.add_argument("-k", dest="keyword", help="only tests matching this expression (pytest -k)")
+    run.add_argument("-m", dest="markers", help="marker expression, e.g. 'rfc3891 and must' (default: not load)")
+    lst = sub.add_parser("list", help="list test purposes (and which apply to a DUT profile)")
+    lst.add_argument("--dut", help="DUT profile to check applicability against")
+    val = sub.add_parser("validate", help="check scenario and profile files")
+    val.add_argument("files", nargs="*", help="files to check (default: scenarios/ and duts/)")
+    args, extra = parser.parse_known_args(argv)
+    if args.command != "run" and extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "run":
+        return cmd_run(args, extra)
+    if args.command == "list":
+        return cmd_list(args)
+    return cmd_validate(args)
+
+
+def cmd_run(args, extra: list[str]) -> int:
+    import pytest
+    report_dir = pathlib.Path(args.report_dir).resolve()
+    report_dir.mkdir(parents=True, exist_ok=True)
+    pytest_args = [str(SUITES), "--rootdir", str(REPO), "-c", str(REPO / "pytest.ini"),
+                   f"--report-dir={report_dir}", f"--junitxml={report_dir / 'junit.xml'}", "-rfEs"]
+    if args.dut:
+        pytest_args.append(f"--dut={pathlib.Path(args.dut).resolve()}")
+    if args.keyword:
+        pytest_args += ["-k", args.keyword]
+    pytest_args += ["-m", args.markers or "not load"]
+    pytest_args += extra
+    code = int(pytest.main(pytest_args))
+    print(f"\nreports: {report_dir / 'junit.xml'}")
+    return {0: 0, 1: 1}.get(code, max(code, 2))
+
+
+def cmd_list(args) -> int:
+    from referee.dut import ProfileError, load_profile
+    from referee.scenario import load_all
+    profile = None
+    if args.dut:
+        try:
+            profile = load_profile(args.dut)
+        except ProfileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    scenarios, errors = load_all(SCENARIOS)
+    from referee.dut.applicability import skip_reason
+    for sc in scenarios:
+        req = sc.requirement
+        line = f"{sc.id:<18} {req.rfc:<9} §{req.section:<8} {req.level:<6} {sc.dut_role:<11} {sc.title}"
+        if profile is not None:
+            reason = skip_reason(sc, profile)
+            line += "" if reason is None else f"   [n/a: {reason}]"
+        print(line)
+    for err in errors:
+        print(f"error: {err}", file=sys.stderr)
+    print(f"{len(scenarios)} test purposes" + (f", {len(errors)} broken files" if errors else ""))
+    return 1 if errors else 0
+
+
+def cmd_validate(args) -> int:
+    from referee.dut import ProfileError, load_profile
+    from referee.scenario import ScenarioError, load_all, load_scenario
+    problems: list[str] = []
+    count = 0
+    if args.files:
+        for name in args.files:
+            path = pathlib.Path(name)
+            try:
+                if path.suffix == ".toml":
+                    load_profile(path)
+                else:
+                    load_scenario(path)
+                count += 1
+            except (ScenarioError, ProfileError) as exc:
+                problems.append(str(exc))
+    else:
+        scenarios, errors = load_all(SCENARIOS)
+        count += len(scenarios)
+        problems += [str(e) for e in errors]
+        for path in sorted(DUTS.rglob("*.toml")):
+            try:
+                load_profile(path)
+                count += 1
+            except ProfileError as exc:
+                problems.append(str(exc))
+    for problem in problems:
+        print(problem)
+    print(f"{count} files valid, {len(problems)} with errors")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""DUT profiles (duts/*.toml): what the device is, where it listens, what it can do.
+
+A profile error names the file, the key and the fix:
+    duts/x.toml: key 'kind': 'phon' is not one of phone, pbx, proxy (fix: kind = "phone")
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import pathlib
+import re
+import tomllib
+
+from .driver import CAPABILITIES
+
+KINDS = ("phone", "pbx", "proxy")
+TRANSPORTS = ("udp", "tcp")
+PHONE_ROLES = ("transferee", "transferor", "target")
+DRIVERS = ("refphone", "baresip", "linphone", "twinkle")
+TOP_KEYS = {"name", "kind", "address", "transport", "answers", "roles", "capabilities", "register", "users",
+            "driver", "launch", "ready", "ready_timeout", "stop_timeout", "domain", "user", "notes", "outbound"}
+USER_KEYS = {"extension", "port", "password", "username", "host"}
+
+BUILTIN_PROFILE = pathlib.Path(__file__).resolve().parents[2] / "duts" / "refphone.toml"
+
+
+class ProfileError(ValueError):
+    def __init__(self, path: pathlib.Path | str, key: str | None, message: str, fix: str = "") -> None:
+        where = f"{path}: key '{key}'" if key else str(path)
+        text = f"{where}: {message}" + (f" (fix: {fix})" if fix else "")
+        super().__init__(text)
+        self.path, self.key = str(path), key
+
+
+@dataclasses.dataclass
+class User:
+    name: str
+    extension: str
+    port: int
+    password: str | None = None
+    username: str | None = None
+    host: str = "127.0.0.1"
+
+    def __repr__(self) -> str:   # never show the password
+        return f"User({self.name!r}, extension={self.extension!r}, port={self.port})"
+
+
+@dataclasses.dataclass
+class Profile:
+    path: pathlib.Path
+    name: str
+    kind: str
+    address: tuple[str, int] | None      # None: a launched DUT gets a free port at start
+    transport: str = "udp"
+    answers: str = "auto"
+    roles: list[str] = dataclasses.field(default_factory=list)
+    capabilities: set[str] = dataclasses.field(default_factory=set)
+    register: bool = False
+    users: dict[str, User] = dataclasses.field(default_factory=dict)
+    driver: str | None = None
+    launch: list[str] | None = None
+    ready: str = "READY"
+    ready_timeout: float = 15.0
+    stop_timeout: float = 5.0
+    domain: str | None = None
+    user: str | None = None             # user part the suite puts in URIs to a phone (default: the role)
+    notes: str = ""
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every password in the profile: reports must never show them."""
+        return [u.password for u in self.users.values() if u.password]
+
+    def can_play(self, role: str) -> bool:
+        if self.kind == "phone":
+            return role in self.roles
+        return role == self.kind
+
+    def missing(self, needs: list[str]) -> list[str]:
+        have = self.capabilities | set(self.roles)
+        if self.driver:
+            have |= {"driver"}
+        return [n for n in needs if n not in have]
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f"did you mean '{close[0]}'?" if close else f"use one of {', '.join(choices)}"
+
+
+def parse_address(text: str, path, key: str = "address") -> tuple[str, int]:
+    m = re.fullmatch(r"\[?([0-9A-Za-z.:_-]+?)\]?:(\d{1,5})", str(text).strip())
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise ProfileError(path, key, f"{text!r} is not host:port", 'address = "127.0.0.1:5080"')
+    host = m.group(1)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if host != "localhost":
+            raise ProfileError(path, key, f"host {host!r} must be an IP address literal",
+                               'address = "127.0.0.1:5080"') from None
+        host = "127.0.0.1"
+    return host, int(m.group(2))
+
+
+def load_profile(path: pathlib.Path | str) -> Profile:
+    path = pathlib.Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProfileError(path, None, "file not found", "pass an existing profile, e.g. --dut duts/refphone.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(path, None, f"invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(path, None, f"cannot read: {exc}") from None
+    return _build(path, data)
+
+
+def _build(path: pathlib.Path, data: dict) -> Profile:
+    for key in data:
+        if key not in TOP_KEYS:
+            raise ProfileError(path, key, "unknown key", _suggest(key, sorted(TOP_KEYS)))
+
+    def text(key: str, default: str | None = None, choices=None) -> str | None:
+        if key not in data:
+            if default is None:
+                return None
+            return default
+        value = data[key]
+        if not isinstance(value, str):
+            raise ProfileError(path, key, f"must be a string, got {type(value).__name__}", f'{key} = "..."')
+        if choices and value not in choices:
+            raise ProfileError(path, key, f"{value!r} is not one of {', '.join(choices)}",
+                               f'{key} = "{difflib.get_close_matches(value, choices, 1)[0] if difflib.get_close_matches(value, choices, 1) else choices[0]}"')
+        return value
+
+    def string_list(key: str, choices=None) -> list[str]:
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ProfileError(path, key, "must be a list of strings", f'{key} = ["..."]')
+        for v in value:
+            if choices and v not in choices:
+                raise ProfileError(path, key, f"{v!r} is not one of {', '.join(sorted(choices))}", _suggest(v, sorted(choices)))
+        return value
+
+    name = text("name")
+    if not name:
+        raise ProfileError(path, "name", "missing", 'name = "My PBX"')
+    kind = text("kind", choices=KINDS)
+    if kind is None:
+        raise ProfileError(path, "kind", "missing", 'kind = "phone"  # phone | pbx | proxy')
+    driver = text("driver", choices=DRIVERS)
+    launch = data.get("launch")
+    if launch is not None and (not isinstance(launch, list) or not launch or not all(isinstance(a, str) for a in launch)):
+        raise ProfileError(path, "launch", "must be a non-empty list of command arguments",
+                           'launch = ["my-dut", "--port", "{port}"]')
+    address = None
+    if "address" in data:
+        address = parse_address(data["address"], path)
+    elif driver is None and launch is None:
+        raise ProfileError(path, "address", "missing (an external DUT needs its address)", 'address = "127.0.0.1:5080"')
+    register = data.get("register", False)
+    if not isinstance(register, bool):
+        raise ProfileError(path, "register", "must be true or false", "register = false")
+    roles = string_list("roles", PHONE_ROLES)
+    if kind == "phone" and not roles:
+        raise ProfileError(path, "roles", "a phone must declare the roles it can play",
+                           'roles = ["transferee", "target"]')
+    users = _users(path, data.get("users", {}), register)
+    if kind == "pbx" and len(users) < 3:
+        raise ProfileError(path, "users", f"a PBX profile needs three users (transferor, transferee, target); "
+                                          f"found {len(users)}", "[users.alice] extension = \"1001\" port = 6001")
+    def number(key: str, default: float) -> float:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 300:
+            raise ProfileError(path, key, f"must be a number of seconds (0..300], got {value!r}", f"{key} = {default}")
+        return float(value)
+    return Profile(
+        path=path, name=name, kind=kind, address=address,
+        transport=text("transport", "udp", TRANSPORTS), answers=text("answers", "auto", ("auto", "manual")),
+        roles=roles, capabilities=set(string_list("capabilities", sorted(CAPABILITIES))), register=register,
+        users=users, driver=driver, launch=launch, ready=text("ready", "READY"),
+        ready_timeout=number("ready_timeout", 15.0), stop_timeout=number("stop_timeout", 5.0),
+        domain=text("domain"), user=text("user"), notes=text("notes", ""))
+
+
+def _users(path, node, register: bool) -> dict[str, User]:
+    if not isinstance(node, dict):
+        raise ProfileError(path, "users", "must be a table of users", "[users.alice]")
+    users: dict[str, User] = {}
+    for uname, spec in node.items():
+        key = f"users.{uname}"
+        if not isinstance(spec, dict):
+            raise ProfileError(path, key, "must be a table", f"[{key}] extension = \"1001\" port = 6001")
+        for k in spec:
+            if k not in USER_KEYS:
+                raise ProfileError(path, f"{key}.{k}", "unknown key", _suggest(k, sorted(USER_KEYS)))
+        ext = spec.get("extension")
+        if not isinstance(ext, str) or not ext:
+            raise ProfileError(path, f"{key}.extension", "missing or not a string", f'extension = "1001"')
+        port = spec.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ProfileError(path, f"{key}.port", f"must be a port number, got {port!r}", "port = 6001")
+        password = spec.get("password")
+        if register and not isinstance(password, str):
+            raise ProfileError(path, f"{key}.password", "register = true needs a password for every user",
+                               'password = "..."')
+        users[uname] = User(uname, ext, port, password, spec.get("username"), spec.get("host", "127.0.0.1"))
+    return users

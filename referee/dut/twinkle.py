@@ -1,0 +1,222 @@
+"""TwinkleDriver: twinkle's console mode (Debian `twinkle-console`, 1.10.2) as a phone DUT.
+
+`twinkle -c` needs a system config (`~/.twinkle/twinkle.sys`) and a user profile
+(`~/.twinkle/<user>.cfg`) or it exits at once; the driver writes both. Twinkle logs every SIP
+message to `~/.twinkle/twinkle.log`, which the driver tails for the events.
+
+Twinkle is a two-line phone: commands act on the active line, and switching lines puts the
+call on the old line on hold (re-INVITE). The driver names calls by line number, switching
+lines when a command targets a call on the other one. Twinkle binds its SIP port on all
+addresses (0.0.0.0); it has no bind-address setting.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+from .driver import DriverError
+from .softphone_common import ConsolePhone, SoftCall, bare_uri, free_port, free_port_block
+
+_LOG_HEAD = re.compile(r"^\+\+\+ \d\d-\d\d-\d{4} ")
+_LOG_SIP = re.compile(r"^(Send to|Received from): ")
+_INCOMING = re.compile(r"Line (\d): incoming call")
+_FROM = re.compile(r"(?:^|> )From:\s+(.+)$")
+_XFER = re.compile(r"Line (\d): transferring call to (\S+)")
+_ACTIVE = re.compile(r"Active line is: (\d)|Line (\d) is now active")
+_LINES = ("1", "2")
+
+
+class TwinkleDriver(ConsolePhone):
+    """twinkle 1.10.2 (`twinkle -c`) under pexpect."""
+
+    name = "twinkle"
+    program = "twinkle"
+    ready_re = re.compile(r"Twinkle> ?$")
+    quit_command = "quit"
+    answer_modes = ("auto", "manual", "noanswer")
+    # Observed on this machine (tests/dut/test_softphones.py): blind REFER from `transfer`,
+    # attended REFER with Replaces from `transfer -l`; as transferee it calls the target and
+    # reports with NOTIFY sipfrag; rejects with 486. An INVITE with Replaces makes it log
+    # "End call due to Replaces header", send 100 Trying and then hang: no further SIP, no
+    # console. So "replaces" is not declared.
+    capabilities = frozenset({"transferee", "transferor", "attended", "target",
+                              "manual_answer"})
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "dut",
+                 answer: str = "auto", *, command_timeout: float = 5.0) -> None:
+        super().__init__(host, port, user, answer, command_timeout=command_timeout)
+        self._active = "1"
+        self._incoming_line: str | None = None
+        self._entry: list[str] | None = None     # log entry being read
+        self._msg: list[str] | None = None
+        self._msg_dir = ""
+
+    # -- config ---------------------------------------------------------------------------
+    def _choose_port(self) -> int:
+        return free_port("0.0.0.0")     # twinkle binds all addresses
+
+    def _write_config(self, home: Path) -> list[str]:
+        rtp = free_port_block("0.0.0.0", 12)
+        conf = home / ".twinkle"
+        conf.mkdir()
+        (conf / "twinkle.sys").write_text("\n".join([
+            "dev_ringtone=alsa:null",
+            "dev_speaker=alsa:null",
+            "dev_mic=alsa:null",
+            "validate_audio_dev=no",
+            "log_max_size=20",
+            "log_show_sip=yes",
+            "log_show_stun=no",
+            "log_show_memory=no",
+            "log_show_debug=no",
+            "call_waiting=yes",
+            f"start_user_profile={self.user}",
+            f"sip_port={self.port}",
+            f"rtp_port={rtp}",
+            "play_ringtone=no",
+            "play_ringback=no",
+            "",
+        ]))
+        (conf / f"{self.user}.cfg").write_text("\n".join([
+            f"user_name={self.user}",
+            f"user_domain={self.host}",
+            f"user_display={self.user}",
+            "register_at_startup=no",
+            "codecs=g711u,g711a",
+            "sip_transport=udp",
+            "allow_refer=yes",
+            "ask_user_to_refer=no",
+            "referrer_hold=no",
+            "referee_hold=no",
+            "ext_replaces=yes",
+            "stun_server=",
+            "nat_public_ip=",
+            "enable_nat_keepalive=no",
+            "pres_publish_startup=no",   # else a PUBLISH goes to <domain>:5060 at start
+            "mwi_sollicited=no",
+            "timer_noanswer=120",
+            "",
+        ]))
+        return ["-c", "-f", self.user]
+
+    def _trace_files(self) -> list[tuple[Path, Callable[[str | None], None]]]:
+        assert self.home is not None
+        return [(self.home / ".twinkle" / "twinkle.log", self._on_log_line)]
+
+    def _after_start(self) -> None:
+        self._apply_answer_mode(self.answer_mode)
+
+    # -- console and log ----------------------------------------------------------------------
+    def _on_console(self, line: str, raw: str) -> None:
+        m = _INCOMING.search(line)
+        if m:
+            self._incoming_line = m.group(1)
+            return
+        m = _FROM.search(line)
+        if m and self._incoming_line is not None:
+            self._bind_ref(bare_uri(m.group(1)), self._incoming_line)
+            self._incoming_line = None
+            return
+        m = _XFER.search(line)
+        if m:       # as transferee twinkle calls the target from the same line
+            self._bind_ref(m.group(2), m.group(1))
+            return
+        m = _ACTIVE.search(line)
+        if m:
+            with self._cond:
+                self._active = m.group(1) or m.group(2)
+
+    def _on_log_line(self, line: str | None) -> None:
+        if line is None:
+            return
+        if _LOG_HEAD.match(line):
+            self._entry, self._msg = [], None
+            return
+        if self._entry is None:
+            return
+        if line == "---":
+            if self._msg is not None:
+                self._on_sip(self._msg_dir, self._msg)
+            self._entry, self._msg = None, None
+            return
+        if not self._entry and self._msg is None:
+            m = _LOG_SIP.match(line)
+            if m:
+                self._msg_dir = "out" if m.group(1) == "Send to" else "in"
+                self._msg = []
+                return
+        if self._msg is not None:
+            self._msg.append(line)
+        else:
+            self._entry.append(line)
+
+    # -- commands -------------------------------------------------------------------------
+    def _apply_answer_mode(self, mode: str) -> None:
+        if mode == "auto":
+            self._command("auto_answer -a on", r"Auto answer enabled")
+        else:
+            self._command("auto_answer -a off", r"Auto answer disabled")
+
+    def _activate(self, line: str) -> None:
+        """Make `line` the active one. Twinkle then holds the call on the old line and
+        retrieves the one on the new line (re-INVITEs); it ignores commands given before
+        those complete, so wait for them."""
+        with self._cond:
+            if self._active == line:
+                return
+            settling = [c.ref for c in self._calls if c.state == "confirmed" and c.ref]
+            mark = len(self._lines)
+        self._command(f"line {line}", rf"Line {line} is now active", r"Usage|Invalid")
+        deadline = time.monotonic() + self.command_timeout
+        for ref in settling:
+            self._wait_output(rf"Line {ref}: re-INVITE (successful|failed)", None, mark,
+                              deadline, f"line {line} (hold/retrieve on line {ref})")
+
+    def _line_of(self, call: SoftCall, action: str) -> str:
+        ref = self._ref_of(call, action)
+        self._activate(ref)
+        return ref
+
+    def _do_dial(self, uri: str) -> None:
+        with self._cond:
+            busy = {c.ref for c in self._calls if c.live and c.ref}
+            line = self._active if self._active not in busy else next(
+                (n for n in _LINES if n not in busy), None)
+        if line is None:
+            raise DriverError(f"twinkle: cannot dial {uri}: both lines are busy")
+        self._activate(line)
+        self._bind_ref(uri, line)
+        self._command(f"call {uri}")
+
+    def _do_answer(self, call: SoftCall) -> None:
+        self._line_of(call, "answer")
+        self._command("answer")
+
+    def _do_reject(self, call: SoftCall, code: int) -> None:
+        if code != 486:
+            raise DriverError(f"twinkle: can only reject with 486 (its `reject`), not {code}")
+        self._line_of(call, "reject")
+        self._command("reject")
+
+    def _do_hangup(self, call: SoftCall) -> None:
+        self._line_of(call, "hang up")
+        self._command("bye")
+
+    def _do_transfer(self, call: SoftCall, target: str) -> None:
+        line = self._line_of(call, "transfer")
+        mark = self._refer_mark()
+        self._command(f"transfer {target}")
+        self._wait_refer_sent(mark, call, f"transfer {target} (line {line})")
+
+    def _do_transfer_attended(self, call: SoftCall, consult: SoftCall) -> None:
+        other = self._ref_of(consult, "transfer to")
+        line = self._line_of(call, "transfer")
+        if other == line:
+            raise DriverError(f"twinkle: calls {call.handle} and {consult.handle} are both "
+                              f"on line {line}")
+        mark = self._refer_mark()
+        self._command("transfer -l")
+        self._wait_refer_sent(mark, call, f"transfer -l (line {line} to line {other})")

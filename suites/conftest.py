@@ -1,0 +1,1 @@
+"""suites/: the tests that run against a DUT (`referee run`)."""

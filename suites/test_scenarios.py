@@ -1,0 +1,27 @@
+"""Every scenario file under scenarios/ as one test, named by its test purpose ID."""
+
+import pathlib
+
+import pytest
+
+from referee.scenario import load_all
+
+SCENARIO_DIR = pathlib.Path(__file__).resolve().parents[1] / "scenarios"
+SCENARIOS, ERRORS = load_all(SCENARIO_DIR)
+
+
+def _param(scenario):
+    marks = [getattr(pytest.mark, m) for m in scenario.all_markers()]
+    return pytest.param(scenario, id=f"{scenario.id}", marks=marks)
+
+
+@pytest.mark.parametrize("scenario", [_param(s) for s in SCENARIOS])
+def test_scenario(scenario, play):
+    play(scenario)
+
+
+if ERRORS:
+    # A broken scenario file is a failing test of its own; the rest of the run goes on.
+    @pytest.mark.parametrize("error", ERRORS, ids=[pathlib.Path(e.path).name for e in ERRORS])
+    def test_scenario_file_is_valid(error):
+        pytest.fail(str(error), pytrace=False)
