@@ -4,18 +4,14 @@ import pathlib
 
 import pytest
 
+from fixtures.plugin import scenario_param
 from referee.scenario import load_all
 
 SCENARIO_DIR = pathlib.Path(__file__).resolve().parents[1] / "scenarios"
 SCENARIOS, ERRORS = load_all(SCENARIO_DIR)
 
 
-def _param(scenario):
-    marks = [getattr(pytest.mark, m) for m in scenario.all_markers()]
-    return pytest.param(scenario, id=f"{scenario.id}", marks=marks)
-
-
-@pytest.mark.parametrize("scenario", [_param(s) for s in SCENARIOS])
+@pytest.mark.parametrize("scenario", [scenario_param(s) for s in SCENARIOS])
 def test_scenario(scenario, play):
     play(scenario)
 

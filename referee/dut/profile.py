@@ -20,7 +20,7 @@ TRANSPORTS = ("udp", "tcp")
 PHONE_ROLES = ("transferee", "transferor", "target")
 DRIVERS = ("refphone", "baresip", "linphone", "twinkle")
 TOP_KEYS = {"name", "kind", "address", "transport", "answers", "roles", "capabilities", "register", "users",
-            "driver", "launch", "ready", "ready_timeout", "stop_timeout", "domain", "user", "notes", "outbound"}
+            "driver", "launch", "ready", "ready_timeout", "stop_timeout", "domain", "user", "notes", "outbound", "known_failures"}
 USER_KEYS = {"extension", "port", "password", "username", "host"}
 
 BUILTIN_PROFILE = pathlib.Path(__file__).resolve().parents[2] / "duts" / "refphone.toml"
@@ -67,6 +67,8 @@ class Profile:
     domain: str | None = None
     user: str | None = None             # user part the suite puts in URIs to a phone (default: the role)
     notes: str = ""
+    # test purpose id -> why this DUT is known to fail it (reported as an expected failure)
+    known_failures: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def secrets(self) -> list[str]:
@@ -183,7 +185,15 @@ def _build(path: pathlib.Path, data: dict) -> Profile:
         roles=roles, capabilities=set(string_list("capabilities", sorted(CAPABILITIES))), register=register,
         users=users, driver=driver, launch=launch, ready=text("ready", "READY"),
         ready_timeout=number("ready_timeout", 15.0), stop_timeout=number("stop_timeout", 5.0),
-        domain=text("domain"), user=text("user"), notes=text("notes", ""))
+        domain=text("domain"), user=text("user"), notes=text("notes", ""),
+        known_failures=_known_failures(path, data.get("known_failures", {})))
+
+
+def _known_failures(path, node) -> dict[str, str]:
+    if not isinstance(node, dict) or not all(isinstance(k, str) and isinstance(v, str) and v for k, v in node.items()):
+        raise ProfileError(path, "known_failures", "must be a table of test purpose id = \"why it fails\"",
+                           '[known_failures] TE-MULTI-001 = "omits the Event id"')
+    return dict(node)
 
 
 def _users(path, node, register: bool) -> dict[str, User]:

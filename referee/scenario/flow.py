@@ -95,6 +95,8 @@ class Flow:
                 return str(msg.status)
             if attr == "method" and isinstance(msg, Request):
                 return msg.method
+            if attr == "cseq":
+                return str(msg.cseq.seq)
             value = msg.header(attr.replace("_", "-"))
             if value is None:
                 raise KeyError(f"saved message {root!r} has no {attr} header")

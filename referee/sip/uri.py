@@ -29,7 +29,10 @@ _USER_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,;?/%#]+")
 _PASSWORD_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()&=+$,%]*")
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-.]*")
 _HNAME_RE = re.compile(r"[A-Za-z0-9\-_.!~*'()\[\]/?:+$%]+")
-_TEL_RE = re.compile(r"[0-9A-Fa-f+\-.()*#]+")
+# RFC 3966: a global number is '+' and digits; a local one may use hex digits, '*' and '#'
+# and needs a phone-context. Visual separators '-' '.' '(' ')' may appear in both.
+_TEL_GLOBAL_RE = re.compile(r"\+[0-9\-.()]*[0-9][0-9\-.()]*")
+_TEL_LOCAL_RE = re.compile(r"[0-9A-Fa-f*#\-.()]*[0-9A-Fa-f*#][0-9A-Fa-f*#\-.()]*")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -210,10 +213,15 @@ def parse_uri(text: str, offset: int = 0) -> Uri:
                 "user", "password", "host", "port", "params", "headers"))
         return _parse_sip(lower, rest, text, offset)
     if lower == "tel":
-        number, _, params = rest.partition(";")
-        if _TEL_RE.fullmatch(number) is None:
-            raise SipParseError(f"bad telephone number in {text!r}", offset)
-        return TelUri(scheme=lower, text=text, number=number, params=Params.parse(params, uri=True))
+        number, semi, param_text = rest.partition(";")
+        if semi and not param_text:
+            raise SipParseError(f"empty tel URI parameter in {text!r}", offset)
+        params = Params.parse(param_text, uri=True)
+        if _TEL_GLOBAL_RE.fullmatch(number) is None and (
+                _TEL_LOCAL_RE.fullmatch(number) is None or "phone-context" not in params):
+            raise SipParseError(f"bad telephone number in {text!r} (a local number needs "
+                                "a phone-context)", offset)
+        return TelUri(scheme=lower, text=text, number=number, params=params)
     return Uri(scheme=lower, text=text)
 
 
