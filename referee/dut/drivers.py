@@ -11,6 +11,7 @@ _DRIVERS = {
     "baresip": ("referee.dut.baresip", "BaresipDriver"),
     "linphone": ("referee.dut.linphone", "LinphoneDriver"),
     "twinkle": ("referee.dut.twinkle", "TwinkleDriver"),
+    "console": ("referee.dut.console", "ConsoleDriver"),
 }
 
 

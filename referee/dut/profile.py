@@ -18,7 +18,7 @@ from .driver import CAPABILITIES
 KINDS = ("phone", "pbx", "proxy")
 TRANSPORTS = ("udp", "tcp")
 PHONE_ROLES = ("transferee", "transferor", "target")
-DRIVERS = ("refphone", "baresip", "linphone", "twinkle")
+DRIVERS = ("refphone", "baresip", "linphone", "twinkle", "console")
 TOP_KEYS = {"name", "kind", "address", "transport", "answers", "roles", "capabilities", "register", "users",
             "driver", "launch", "ready", "ready_timeout", "stop_timeout", "domain", "user", "notes", "outbound", "known_failures"}
 USER_KEYS = {"extension", "port", "password", "username", "host"}
@@ -155,6 +155,9 @@ def _build(path: pathlib.Path, data: dict) -> Profile:
         raise ProfileError(path, "kind", "missing", 'kind = "phone"  # phone | pbx | proxy')
     driver = text("driver", choices=DRIVERS)
     launch = data.get("launch")
+    if driver == "console" and launch is None:
+        raise ProfileError(path, "launch", "driver = \"console\" needs the console program to launch",
+                           'launch = ["{python}", "my_console.py", "--port", "{port}"]')
     if launch is not None and (not isinstance(launch, list) or not launch or not all(isinstance(a, str) for a in launch)):
         raise ProfileError(path, "launch", "must be a non-empty list of command arguments",
                            'launch = ["my-dut", "--port", "{port}"]')

@@ -34,10 +34,13 @@ class DutSession:
             kwargs = {"host": host, "port": port, "user": p.user or "dut"}
             if p.answers == "manual":
                 kwargs["answer"] = "manual"
+            if p.driver == "console":
+                kwargs.update(launch=[a.replace("{repo}", str(REPO)).replace("{profile_dir}", str(p.path.parent.resolve()))
+                                      for a in p.launch], capabilities=frozenset(p.capabilities))
             self.driver = cls(**kwargs)
             self.driver.start(timeout=p.ready_timeout)
             self.address = (self.driver.host, self.driver.port)
-        elif p.launch:
+        elif p.launch:   # a launched DUT the suite addresses but does not drive
             host = p.address[0] if p.address else "127.0.0.1"
             port = p.address[1] if p.address else free_port(host)
             argv = expand(p.launch, host=host, port=str(port), profile_dir=str(p.path.parent.resolve()),

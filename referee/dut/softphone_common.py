@@ -280,6 +280,7 @@ class ConsolePhone(PhoneDriver, abc.ABC):
         self._child: pexpect.spawn | None = None
         self._cond = threading.Condition(threading.RLock())
         self._cmd_lock = threading.Lock()
+        self._reap_lock = threading.Lock()     # pexpect's isalive()/waitpid is not thread-safe
         self._threads: list[threading.Thread] = []
         self._halt = threading.Event()          # tells the file tailers to finish
         self._stopping = False
@@ -371,22 +372,22 @@ class ConsolePhone(PhoneDriver, abc.ABC):
             if child is not None:
                 self._stopping = True
                 deadline = time.monotonic() + max(timeout, 1.0)
-                if child.isalive() and self.quit_command:
+                if self._child_alive() and self.quit_command:
                     try:
                         child.send(self.quit_command + "\r")
                     except OSError:
                         pass
                     grace = time.monotonic() + timeout / 2
-                    while child.isalive() and time.monotonic() < grace:
+                    while self._child_alive() and time.monotonic() < grace:
                         time.sleep(0.05)
                 for sig in (signal.SIGTERM, signal.SIGKILL):
-                    if not child.isalive():
+                    if not self._child_alive():
                         break
                     try:
                         os.killpg(child.pid, sig)   # the pty made it a process-group leader
                     except OSError:
                         pass
-                    while child.isalive() and time.monotonic() < deadline:
+                    while self._child_alive() and time.monotonic() < deadline:
                         time.sleep(0.05)
                     deadline = time.monotonic() + 1.0
         except Exception:   # stop() never raises
@@ -406,9 +407,23 @@ class ConsolePhone(PhoneDriver, abc.ABC):
                 shutil.rmtree(self.home, ignore_errors=True)
                 self.home = None
 
+    @property
+    def pid(self) -> int | None:
+        """Process id of the running program (None before start / after stop)."""
+        return self._child.pid if self._child is not None else None
+
     def alive(self) -> bool:
+        return not self._exited and self._child_alive()
+
+    def _child_alive(self) -> bool:
         child = self._child
-        return child is not None and not self._exited and child.isalive()
+        if child is None:
+            return False
+        with self._reap_lock:
+            try:
+                return child.isalive()
+            except pexpect.ExceptionPexpect:
+                return False
 
     def __enter__(self) -> "ConsolePhone":
         self.start()
@@ -775,7 +790,7 @@ class ConsolePhone(PhoneDriver, abc.ABC):
         if buf:
             self._feed_console(buf)
         for _ in range(20):   # let the process be reaped to learn its exit status
-            if not child.isalive():
+            if not self._child_alive():
                 break
             time.sleep(0.025)
         with self._cond:

@@ -90,21 +90,26 @@ class RefPhoneDriver(PhoneDriver):
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self, timeout: float = 15.0) -> None:
-        if self._child is not None:
-            raise DriverError(f"refphone: already started (pid {self._child.pid})")
+    def _console_command(self) -> tuple[str, list[str]]:
+        """Program and arguments of the console to launch (ConsoleDriver launches another one)."""
         argv = ["-m", "referee.dut.refphone", "--host", self.host, "--port", str(self.port),
                 "--user", self.user, "--transport", self.transport,
                 "--answer", self.answer_mode, "--refer", self.refer_policy]
         if self.log_file:
             argv += ["--log-file", self.log_file]
+        return sys.executable, argv
+
+    def start(self, timeout: float = 15.0) -> None:
+        if self._child is not None:
+            raise DriverError(f"refphone: already started (pid {self._child.pid})")
+        program, argv = self._console_command()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
         try:
-            child = pexpect.spawn(sys.executable, argv, env=env, echo=False, encoding="utf-8",
+            child = pexpect.spawn(program, argv, env=env, echo=False, encoding="utf-8",
                                   codec_errors="replace", timeout=None)
         except (OSError, pexpect.ExceptionPexpect) as exc:
-            raise DriverError(f"refphone: cannot launch {sys.executable} {' '.join(argv)}: {exc}") from None
+            raise DriverError(f"refphone: cannot launch {program} {' '.join(argv)}: {exc}") from None
         with self._cond:
             self._child = child
             self._eof = False
