@@ -43,6 +43,7 @@ class Trace:
     dut_events: list[tuple[float, str, dict]] = dataclasses.field(default_factory=list)
     findings: list[str] = dataclasses.field(default_factory=list)
     failure: str | None = None
+    pcap: str | None = None       # path of this run's capture, when one was taken
 
     @property
     def passed(self) -> bool:
@@ -53,7 +54,7 @@ class Trace:
 
     def to_dict(self) -> dict:
         return {
-            "scenario": self.scenario_id, "started": self.started, "failure": self.failure,
+            "scenario": self.scenario_id, "started": self.started, "failure": self.failure, "pcap": self.pcap,
             "findings": self.findings,
             "steps": [dataclasses.asdict(s) for s in self.steps],
             "messages": [{**dataclasses.asdict(m), "raw": m.raw.decode("utf-8", "replace")} for m in self.messages],
