@@ -674,7 +674,10 @@ class Agent:
         audio = next((m for m in sdp.media if m.kind == "audio" and m.port), None)
         if audio is None:
             return 0
-        address = audio.connection or sdp.connection
+        connection = sdp.connection_for(audio)
+        if connection is None or connection.is_null:
+            return 0
+        address = connection.address
         ssrc = secrets.randbits(32)
         for seq in range(packets):
             header = bytes([0x80, payload_type & 0x7F]) + seq.to_bytes(2, "big") + \

@@ -43,6 +43,8 @@ def _hash(algorithm: str, text: str | bytes) -> str:
 
 def _parse_params(text: str, what: str) -> tuple[str, dict[str, str]]:
     """`Digest a=b, c="d,e"` -> ('Digest', {'a': 'b', 'c': 'd,e'}); names lowercased."""
+    if not isinstance(text, str):
+        raise SipParseError(f"{what} must be text, not {type(text).__name__}")
     m = _SCHEME_RE.fullmatch(text)
     if m is None or not is_token(m.group(1)):
         raise SipParseError(f"bad {what} {text[:60]!r}: expected '<scheme> name=value, ...'")

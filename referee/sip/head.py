@@ -56,6 +56,8 @@ def decode_head(raw: bytes, base: int, defects: list[str]) -> str:
         return raw.decode("utf-8", "surrogateescape")
 
 
+BARE_LF = "lines end in a bare LF instead of CRLF"
+
 # Names met in parsed messages that passed the token check -> key. Bounded against hostile input.
 _FIELD_KEYS: dict[str, str] = {}
 _FIELD_KEYS_MAX = 4096
@@ -116,8 +118,9 @@ def _check_name(line: str, name: str, colon: str, off: int) -> tuple[str, str]:
 
 def _parse_lines(head: str, base: int, defects: list[str] | None) -> tuple[str, list[Header]]:
     lines = head.split("\n")
-    if defects is not None and any(not line.endswith("\r") for line in lines):
-        defects.append("lines end in a bare LF instead of CRLF")
+    # The last line's terminator is not part of `head`: the caller judges that one.
+    if defects is not None and any(not line.endswith("\r") for line in lines[:-1]):
+        defects.append(BARE_LF)
     ascii_only = head.isascii()
     first = lines[0]
     off = base + (len(first) if ascii_only else _byte_len(first)) + 1

@@ -14,7 +14,7 @@ from typing import Callable, TypeVar
 
 from .errors import SipParseError
 from .grammar import is_token, split_list, split_list_strict
-from .head import Header, decode_head, find_head_end, parse_fields
+from .head import BARE_LF, Header, decode_head, find_head_end, parse_fields
 from .headers import (CSeq, ContentType, Event, NameAddr, Replaces, SubscriptionState,
                       TargetDialog, Via, check_call_id, parse_date, parse_delta, parse_refer_sub)
 from .names import CANONICAL, COMPACT_FORMS, canonical_name, default_reason, header_key
@@ -435,6 +435,8 @@ def _parse(data: bytes, stream: bool) -> Request | Response:
     defects: list[str] = []
     head = decode_head(data[lead:head_end], lead, defects)
     start, headers = parse_fields(head, lead, defects)
+    if data[head_end:body_start] != b"\r\n\r\n" and BARE_LF not in defects:
+        defects.append(BARE_LF)
     msg = _parse_start_line(start, lead, defects)
     msg._headers = headers
     msg.defects = defects
