@@ -77,6 +77,7 @@ class Agent:
         self._wakeup = asyncio.Event()
         self._call_ids = itertools.count(1)
         self._rtp: socket.socket | None = None
+        self._last_sweep = 0.0
         self.closed = False
 
     # -- life cycle --------------------------------------------------------------------------
@@ -194,8 +195,18 @@ class Agent:
                 pass
             try:
                 await self._run(self.layer.poll(self._now()))
+                self._forget_finished_requests()
             except Exception as exc:
                 self.findings.append(f"internal timer error: {type(exc).__name__}: {exc}")
+
+    def _forget_finished_requests(self) -> None:
+        """Drop client requests whose transaction ended (tests keep their own references)."""
+        now = self._now()
+        if now - self._last_sweep < 1.0:
+            return
+        self._last_sweep = now
+        for tx in [tx for tx in self._requests if tx.terminated]:
+            del self._requests[tx]
 
     @staticmethod
     def _now() -> float:
@@ -249,8 +260,8 @@ class Agent:
         request = cr.request
         if cr.final_future.done() and request.method == "INVITE" and 200 <= response.status < 300:
             # a retransmitted 2xx (our ACK was lost or late): ACK again, nothing new to report
-            if cr.call is not None and cr.call.ack is not None and self.auto_ack:
-                await self._send(cr.call.ack, cr.call.peer)
+            if cr.call is not None and cr.call._ack is not None and self.auto_ack:
+                await self._send(cr.call.ack, cr.call.peer, retransmission=True)
             return
         cr.responses.append(response)
         if (response.status in (401, 407) and self.auto_auth and self.credentials
@@ -273,7 +284,7 @@ class Agent:
         if not 200 <= response.status < 300:
             return
         call = cr.call
-        if call is None or call.response is None:
+        if call is None or call._response is None:
             dialog = Dialog.from_uac(cr.request, response)
             if call is None:   # a new call (re-INVITEs already have theirs)
                 call = Call(self, dialog, cr.request, self._next_hop_for(dialog, cr.dest))
@@ -286,19 +297,20 @@ class Agent:
             await self._send_ack(call, cr.request)
 
     async def _send_ack(self, call: Call, invite: Request) -> None:
-        if call.ack is None or call.ack.cseq.seq != invite.cseq.seq:
+        ack = call.ack
+        if ack is None or ack.cseq.seq != invite.cseq.seq:
             ack = call.dialog.build_request("ACK", cseq=invite.cseq.seq)
             self._add_via(ack)
             ack.add_header("Contact", f"<{self.uri}>")
             call.ack = ack
-        await self._send(call.ack, call.peer)
+        await self._send(ack, call.peer)
 
     async def _stray_response(self, response: Response) -> None:
         # A 2xx retransmission after the INVITE transaction: re-send the ACK (RFC 3261 §13.2.2.4).
         if response.cseq.method == "INVITE" and 200 <= response.status < 300:
             for call in self.calls:
-                if call.dialog.matches(response) and call.ack is not None and self.auto_ack:
-                    await self._send(call.ack, call.peer)
+                if call.dialog.matches(response) and call._ack is not None and self.auto_ack:
+                    await self._send(call.ack, call.peer, retransmission=True)
                     return
         self.findings.append(f"response matching no transaction: {response.summary()}")
 

@@ -56,17 +56,55 @@ class Call:
     def __init__(self, agent: "Agent", dialog: Dialog, invite: Request, peer: Address) -> None:
         self.agent = agent
         self.dialog = dialog
-        self.invite = invite
         self.peer = peer                 # where in-dialog requests go (next hop), learned or set
-        self.response: Response | None = None
-        self.ack: Request | None = None
-        self.ack_received = asyncio.Event()
-        self.ended = asyncio.Event()
+        # The INVITE and its 2xx are kept as bytes and parsed on access: a parsed message with its
+        # views is several KB, and an idle call should stay small.
+        self._invite = bytes(invite)
+        self._response: bytes | None = None
+        self._ack: bytes | None = None
+        self._ack_received: asyncio.Event | None = None
+        self._ended: asyncio.Event | None = None
         self.subscriptions: list[ReferSubscriber] = []   # REFERs we sent in this dialog
         self.notifiers: list[ReferNotifier] = []         # REFERs we accepted
         self.refers_sent = 0
         self.refers_received = 0
         self.created = time.time()
+
+    @property
+    def invite(self) -> Request:
+        from referee.sip import parse
+        return parse(self._invite)
+
+    @property
+    def response(self) -> Response | None:
+        from referee.sip import parse
+        return parse(self._response) if self._response is not None else None
+
+    @response.setter
+    def response(self, value: Response | None) -> None:
+        self._response = bytes(value) if value is not None else None
+
+    @property
+    def ack(self) -> Request | None:
+        """The ACK we sent for the 2xx (re-sent on 2xx retransmissions)."""
+        from referee.sip import parse
+        return parse(self._ack) if self._ack is not None else None
+
+    @ack.setter
+    def ack(self, value: Request | None) -> None:
+        self._ack = bytes(value) if value is not None else None
+
+    @property
+    def ack_received(self) -> asyncio.Event:
+        if self._ack_received is None:
+            self._ack_received = asyncio.Event()
+        return self._ack_received
+
+    @property
+    def ended(self) -> asyncio.Event:
+        if self._ended is None:
+            self._ended = asyncio.Event()
+        return self._ended
 
     @property
     def call_id(self) -> str:
@@ -87,7 +125,7 @@ class Call:
 
     @property
     def is_up(self) -> bool:
-        return not self.ended.is_set()
+        return self._ended is None or not self._ended.is_set()
 
     def __repr__(self) -> str:
         return f"<Call {self.agent.name} {self.call_id} {self.dialog.state.value}>"

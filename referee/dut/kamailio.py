@@ -208,7 +208,7 @@ class KamailioProxy:
         while time.monotonic() < deadline:
             if not self.alive():
                 self._raise_exited()
-            if _run_coroutine(self._probe(min(0.5, max(deadline - time.monotonic(), 0.05)))):
+            if _run_coroutine(self._probe(min(0.2, max(deadline - time.monotonic(), 0.05)))):
                 return
         if not self.alive():
             self._raise_exited()

@@ -22,7 +22,7 @@ from .softphone_common import ConsolePhone, SoftCall, free_port_block
 _LOG_HEAD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d:\d{3} ")
 _LOG_RX = re.compile(r"received \[\d+\] new bytes from \[")
 _LOG_TX = re.compile(r"message sent to \[")
-_CALL_STATE = re.compile(r"Call (\d+) with .* (connected\.|is now paused\.|ended \(|error\.)")
+_PAUSE = re.compile(r"Call (\d+) with .* is now paused\.|Resuming call (\d+) with")
 _ASSIGNED = re.compile(r"(?:Receiving new incoming call from|Establishing call id to) (.+), "
                        r"assigned id (\d+)")
 
@@ -47,7 +47,7 @@ class LinphoneDriver(ConsolePhone):
         super().__init__(host, port, user, answer, command_timeout=command_timeout)
         self._msg: list[str] | None = None
         self._msg_dir = ""
-        self._running: set[str] = set()    # call numbers whose media runs (not paused)
+        self._paused: set[str] = set()     # call numbers we put on hold
 
     # -- config ---------------------------------------------------------------------------
     def _write_config(self, home: Path) -> list[str]:
@@ -105,13 +105,13 @@ class LinphoneDriver(ConsolePhone):
         if m:
             self._bind_ref(m.group(1), m.group(2))
             return
-        m = _CALL_STATE.search(line)
+        m = _PAUSE.search(line)
         if m:
             with self._cond:
-                if m.group(2) == "connected.":
-                    self._running.add(m.group(1))
+                if m.group(1):
+                    self._paused.add(m.group(1))
                 else:
-                    self._running.discard(m.group(1))
+                    self._paused.discard(m.group(2))
 
     def _on_log_line(self, line: str | None) -> None:
         if line is None or _LOG_HEAD.match(line):
@@ -137,10 +137,12 @@ class LinphoneDriver(ConsolePhone):
     def _do_dial(self, uri: str) -> None:
         # linphonec refuses a second call while one runs: hold it first, as a user would.
         with self._cond:
-            running = sorted(self._running)
+            running = [c.ref for c in self._calls if c.live and c.state == "confirmed"
+                       and c.ref is not None and c.ref not in self._paused]
         for ref in running:
-            self._command(f"pause {ref}", rf"Call {ref} with .* is now paused",
-                          r"no call with id|Could not|Syntax error")
+            self._command(f"pause {ref}", rf"Call {ref} with .* is now paused|"
+                                          r"you can only pause when a call is in process",
+                          r"no call with id")
         self._command(f"call {uri}", r"Establishing call id to .*assigned id \d+",
                       r"Error from linphone_core_invite|Syntax error|"
                       r"Terminate or hold on the current call first")

@@ -514,6 +514,7 @@ class ConsolePhone(PhoneDriver, abc.ABC):
                 self._check_exited()
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    self._pending_refs.pop(key, None)   # a name given for a call never made
                     raise DriverError(f"{self.name}: dialled {uri} but no INVITE to it was "
                                       f"sent within {self.command_timeout:g} s"
                                       f"{self._tail_text()}")
@@ -734,7 +735,8 @@ class ConsolePhone(PhoneDriver, abc.ABC):
                     self._emit("confirmed", call=call.handle, remote=call.remote,
                                sip_call_id=sip_id)
             elif status not in (401, 407):
-                by = "remote" if direction == "in" else "local"
+                # 487 answers a CANCEL: the side that did not send it is the one that gave up
+                by = "remote" if (direction == "in") != (status == 487) else "local"
                 self._end(call, str(status), msg.reason, by)
         elif method == "REFER" and status >= 200:
             key = (sip_id, seq)

@@ -38,16 +38,25 @@ class TwinkleDriver(ConsolePhone):
     quit_command = "quit"
     answer_modes = ("auto", "manual", "noanswer")
     # Observed on this machine (tests/dut/test_softphones.py): blind REFER from `transfer`,
-    # attended REFER with Replaces from `transfer -l`; as transferee it calls the target and
-    # reports with NOTIFY sipfrag; rejects with 486. An INVITE with Replaces makes it log
-    # "End call due to Replaces header", send 100 Trying and then hang: no further SIP, no
-    # console. So "replaces" is not declared.
-    capabilities = frozenset({"transferee", "transferor", "attended", "target",
+    # attended REFER with Replaces from `transfer -l` (only towards a party that announced
+    # Supported: replaces); as transferee it calls the target and reports with NOTIFY
+    # sipfrag, or, for a REFER with Refer-Sub: false, answers 202 with Refer-Sub: false and
+    # sends no NOTIFY. An INVITE with Replaces makes it log "End call due to Replaces
+    # header", send 100 Trying and then hang (no further SIP, no console), so "replaces" is
+    # not declared.
+    capabilities = frozenset({"transferee", "transferor", "attended", "target", "refer_sub",
                               "manual_answer"})
 
+    refer_policies = ("accept", "decline")
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "dut",
-                 answer: str = "auto", *, command_timeout: float = 5.0) -> None:
+                 answer: str = "auto", *, refer: str = "accept",
+                 command_timeout: float = 5.0) -> None:
         super().__init__(host, port, user, answer, command_timeout=command_timeout)
+        if refer not in self.refer_policies:
+            raise DriverError(f"twinkle: refer must be one of {', '.join(self.refer_policies)}, "
+                              f"got {refer!r}")
+        self.refer_policy = refer
         self._active = "1"
         self._incoming_line: str | None = None
         self._entry: list[str] | None = None     # log entry being read
@@ -87,7 +96,7 @@ class TwinkleDriver(ConsolePhone):
             "register_at_startup=no",
             "codecs=g711u,g711a",
             "sip_transport=udp",
-            "allow_refer=yes",
+            f"allow_refer={'yes' if self.refer_policy == 'accept' else 'no'}",  # no: 603
             "ask_user_to_refer=no",
             "referrer_hold=no",
             "referee_hold=no",
@@ -152,6 +161,18 @@ class TwinkleDriver(ConsolePhone):
             self._msg.append(line)
         else:
             self._entry.append(line)
+
+    def set_refer_policy(self, policy: str) -> None:
+        """Twinkle reads its REFER policy (profile `allow_refer`) at start only: set it before
+        start() or with refer= in the constructor ('decline' answers REFER with 603)."""
+        if policy not in self.refer_policies:
+            raise DriverError(f"twinkle: refer policy {policy!r} not supported "
+                              f"(supported: {', '.join(self.refer_policies)})")
+        if self._child is not None and policy != self.refer_policy:
+            raise DriverError(f"twinkle: cannot switch the refer policy to {policy!r} while "
+                              f"running (twinkle reads it at start); create the driver with "
+                              f"refer={policy!r}")
+        self.refer_policy = policy
 
     # -- commands -------------------------------------------------------------------------
     def _apply_answer_mode(self, mode: str) -> None:

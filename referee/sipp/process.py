@@ -526,9 +526,12 @@ class Sipp:
         if not 1 <= screen <= 9:
             raise SippError(f"SIPp screens are numbered 1-9, got {screen}")
         self.send_key(str(screen))
-        kinds = {1: "scenario", 2: "statistics"}
-        wanted = kinds.get(screen)
-        return self.wait_screen(lambda s: wanted is None or s.kind == wanted, 5.0, f"screen {screen}")
+        # a switch redraws the whole screen, possibly over several reads: wait for its numbers
+        complete = {1: lambda s: s.kind == "scenario" and s.total_calls is not None,
+                    2: lambda s: s.kind == "statistics" and s.call_rate is not None
+                    and s.total_calls is not None}
+        return self.wait_screen(complete.get(screen, lambda s: s.kind not in ("scenario", "statistics")),
+                                5.0, f"screen {screen}")
 
     def rate_up(self, by_ten: bool = False) -> None:
         self.send_key("*" if by_ten else "+")

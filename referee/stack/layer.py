@@ -6,6 +6,8 @@ for new requests, and collects timer actions. Still sans-I/O: feed it messages a
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import secrets
 
 from referee.sip import Request, Response
@@ -27,14 +29,25 @@ class TransactionLayer:
         self.timers = timers
         self.clients: dict[tuple[str, str], ClientTransaction] = {}
         self.servers: dict[tuple[str, str, str], ServerTransaction] = {}
+        # (deadline, n, transaction): a heap so the next timer is found without scanning every
+        # transaction; entries whose deadline no longer matches their transaction are stale.
+        self._heap: list[tuple[float, int, Transaction]] = []
+        self._n = itertools.count()
+
+    def _schedule(self, tx: Transaction) -> None:
+        if tx.deadline is not None:
+            heapq.heappush(self._heap, (tx.deadline, next(self._n), tx))
 
     # -- client side ---------------------------------------------------------------------
     def send_request(self, request: Request, dest: Address, now: float) -> tuple[ClientTransaction, list[Action]]:
         """Start a client transaction for `request` (which must carry its Via with a branch)."""
         tx = ClientTransaction(request, dest, self.reliable, self.timers)
         method = "INVITE" if request.method == "ACK" else request.method
-        self.clients[(tx.branch, method)] = tx
-        return tx, tx.start(now)
+        tx.table_key = (tx.branch, method)
+        self.clients[tx.table_key] = tx
+        actions = tx.start(now)
+        self._schedule(tx)
+        return tx, actions
 
     # -- incoming ------------------------------------------------------------------------
     def receive(self, msg: Request | Response, source: Address, now: float) -> list[Action]:
@@ -47,14 +60,20 @@ class TransactionLayer:
             tx = self.clients.get(key)
             if tx is None:
                 return [PassUp(msg, None)]  # type: ignore[arg-type]
-            return tx.receive(msg, now)
+            actions = tx.receive(msg, now)
+            self._schedule(tx)
+            self._forget_if_done(tx)
+            return actions
         return self._receive_request(msg, source, now)
 
     def _receive_request(self, request: Request, source: Address, now: float) -> list[Action]:
         key = self._server_key(request)
         tx = self.servers.get(key)
         if tx is not None and not tx.terminated:
-            return tx.receive(request, now)
+            actions = tx.receive(request, now)
+            self._schedule(tx)
+            self._forget_if_done(tx)
+            return actions
         if request.method == "ACK":
             # ACK for a 2xx has its own branch: match it to the INVITE server transaction that
             # is retransmitting that 2xx (same Call-ID and CSeq number), else hand it up alone.
@@ -62,9 +81,12 @@ class TransactionLayer:
                 if (server.invite and server.state.value == "Accepted"
                         and server.request.call_id == request.call_id
                         and server.request.cseq.seq == request.cseq.seq):
-                    return server.receive(request, now)
+                    actions = server.receive(request, now)
+                    self._schedule(server)
+                    return actions
             return [PassUp(request, None)]  # type: ignore[arg-type]
         tx = ServerTransaction(request, source, self.reliable, self.timers)
+        tx.table_key = key
         self.servers[key] = tx
         return [PassUp(request, tx)]
 
@@ -81,23 +103,34 @@ class TransactionLayer:
         return None
 
     def respond(self, tx: ServerTransaction, response: Response, now: float) -> list[Action]:
-        return tx.respond(response, now)
+        actions = tx.respond(response, now)
+        self._schedule(tx)
+        self._forget_if_done(tx)
+        return actions
 
     # -- time ----------------------------------------------------------------------------
     def poll(self, now: float) -> list[Action]:
         actions: list[Action] = []
-        for table in (self.clients, self.servers):
-            for key, tx in list(table.items()):
-                if tx.deadline is not None and tx.deadline <= now:
-                    actions += tx.poll(now)
-                if tx.terminated:
-                    del table[key]
+        while self._heap and self._heap[0][0] <= now:
+            deadline, _, tx = heapq.heappop(self._heap)
+            if tx.deadline != deadline:
+                continue            # stale entry: the transaction was re-scheduled or ended
+            actions += tx.poll(now)
+            self._schedule(tx)
+            self._forget_if_done(tx)
         return actions
 
+    def _forget_if_done(self, tx: Transaction) -> None:
+        if not tx.terminated:
+            return
+        table = self.clients if isinstance(tx, ClientTransaction) else self.servers
+        if table.get(tx.table_key) is tx:
+            del table[tx.table_key]
+
     def next_deadline(self) -> float | None:
-        deadlines = [tx.deadline for table in (self.clients, self.servers)
-                     for tx in table.values() if tx.deadline is not None]
-        return min(deadlines, default=None)
+        while self._heap and self._heap[0][2].deadline != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
 
     def all(self) -> list[Transaction]:
         return [*self.clients.values(), *self.servers.values()]

@@ -72,6 +72,7 @@ class Transaction:
         self.method = request.method
         self._timers: dict[str, tuple[float, float]] = {}
         self.last_response: Response | None = None
+        self.table_key: tuple = ()     # set by the TransactionLayer that owns it
 
     @property
     def deadline(self) -> float | None:
