@@ -85,11 +85,14 @@ class Agent:
     async def start(cls, name: str, host: str = "127.0.0.1", port: int = 0, transport: str = "udp",
                     **kwargs) -> "Agent":
         tls = {k: kwargs.pop(k) for k in ("server_ssl", "client_ssl") if k in kwargs}
+        # socket_factory(family, type): e.g. sockets made inside a network namespace
+        factory = kwargs.pop("socket_factory", None)
         agent = cls(name, host, port, transport, **kwargs)
-        agent.transport = await open_transport(transport, host, port, agent._received, **tls)
+        agent.transport = await open_transport(transport, host, port, agent._received,
+                                               socket_factory=factory, **tls)
         agent.port = agent.transport.local[1]
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        agent._rtp = socket.socket(family, socket.SOCK_DGRAM)
+        agent._rtp = (factory or socket.socket)(family, socket.SOCK_DGRAM)
         agent._rtp.bind((host, 0))
         agent._rtp.setblocking(False)
         loop = asyncio.get_running_loop()

@@ -13,13 +13,14 @@ __all__ = ["Address", "Received", "Transport", "TransportError", "TcpTransport",
            "open_tls", "TestCertificates", "make_test_certificates", "UdpTransport", "open_udp"]
 
 
-async def open_transport(kind: str, host: str, port: int, on_receive, **kwargs) -> Transport:
-    """Open a listening transport of `kind` ('udp', 'tcp' or 'tls')."""
+async def open_transport(kind: str, host: str, port: int, on_receive, socket_factory=None,
+                         **kwargs) -> Transport:
+    """Open a listening transport of `kind` ('udp', 'tcp' or 'tls'); sockets from socket_factory."""
     kind = kind.lower()
     if kind == "udp":
-        return await open_udp(host, port, on_receive)
+        return await open_udp(host, port, on_receive, socket_factory)
     if kind == "tcp":
-        return await open_tcp(host, port, on_receive)
+        return await open_tcp(host, port, on_receive, socket_factory)
     if kind == "tls":
-        return await open_tls(host, port, on_receive, **kwargs)
+        return await open_tls(host, port, on_receive, socket_factory=socket_factory, **kwargs)
     raise TransportError(f"unknown transport {kind!r} (expected udp, tcp or tls)")

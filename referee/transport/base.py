@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import socket
 import time
 from typing import Callable
 
@@ -26,6 +27,10 @@ class Received:
 
 
 OnReceive = Callable[[Received], None]
+
+# Makes a socket (family, type). The default is socket.socket; a caller can create sockets in
+# another network namespace instead (the NAT topology does).
+SocketFactory = Callable[[int, int], "socket.socket"]
 
 
 class Transport(abc.ABC):

@@ -7,7 +7,9 @@ import ssl
 
 from referee.sip import SipParseError, frame_stream
 
-from .base import Address, OnReceive, Received, Transport, TransportError
+import socket
+
+from .base import Address, OnReceive, Received, SocketFactory, Transport, TransportError
 
 CONNECT_TIMEOUT = 5.0
 MAX_BUFFER = 1 << 20   # a peer that sends a megabyte without a complete message is broken
@@ -18,8 +20,9 @@ class TcpTransport(Transport):
     reliable = True
 
     def __init__(self, on_receive: OnReceive, server_ssl: ssl.SSLContext | None = None,
-                 client_ssl: ssl.SSLContext | None = None) -> None:
+                 client_ssl: ssl.SSLContext | None = None, socket_factory: SocketFactory | None = None) -> None:
         super().__init__(on_receive)
+        self.socket_factory = socket_factory
         self.kind = "tls" if server_ssl else "tcp"
         self._server: asyncio.base_events.Server | None = None
         self._server_ssl = server_ssl
@@ -63,10 +66,18 @@ class TcpTransport(Transport):
 
     async def _connect(self, dest: Address) -> asyncio.StreamWriter:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(dest[0], dest[1], ssl=self._client_ssl,
-                                        local_addr=(self.local[0], 0)),
-                CONNECT_TIMEOUT)
+            if self.socket_factory is None:
+                connecting = asyncio.open_connection(dest[0], dest[1], ssl=self._client_ssl,
+                                                     local_addr=(self.local[0], 0))
+            else:
+                family = socket.AF_INET6 if ":" in dest[0] else socket.AF_INET
+                sock = self.socket_factory(family, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                sock.bind((self.local[0], 0))
+                await asyncio.get_running_loop().sock_connect(sock, dest)
+                connecting = asyncio.open_connection(sock=sock, ssl=self._client_ssl,
+                                                     server_hostname=dest[0] if self._client_ssl else None)
+            reader, writer = await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
         except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
             raise TransportError(f"cannot connect {self.kind} to {dest[0]}:{dest[1]}: {exc}") from None
         self._writers[dest] = writer
@@ -95,21 +106,31 @@ class TcpTransport(Transport):
             task.cancel()
 
 
-async def open_tcp(host: str, port: int, on_receive: OnReceive) -> TcpTransport:
-    return await _listen(TcpTransport(on_receive), host, port)
+async def open_tcp(host: str, port: int, on_receive: OnReceive,
+                   socket_factory: SocketFactory | None = None) -> TcpTransport:
+    return await _listen(TcpTransport(on_receive, socket_factory=socket_factory), host, port)
 
 
 async def open_tls(host: str, port: int, on_receive: OnReceive, server_ssl: ssl.SSLContext | None = None,
-                   client_ssl: ssl.SSLContext | None = None) -> TcpTransport:
+                   client_ssl: ssl.SSLContext | None = None,
+                   socket_factory: SocketFactory | None = None) -> TcpTransport:
     if server_ssl is None or client_ssl is None:
         raise TransportError("TLS needs server_ssl and client_ssl contexts (see make_test_certificates)")
-    return await _listen(TcpTransport(on_receive, server_ssl, client_ssl), host, port)
+    return await _listen(TcpTransport(on_receive, server_ssl, client_ssl, socket_factory), host, port)
 
 
 async def _listen(transport: TcpTransport, host: str, port: int) -> TcpTransport:
     try:
-        transport._server = await asyncio.start_server(transport._serve, host, port,
-                                                       ssl=transport._server_ssl, reuse_address=True)
+        if transport.socket_factory is not None:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = transport.socket_factory(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            transport._server = await asyncio.start_server(transport._serve, sock=sock,
+                                                           ssl=transport._server_ssl)
+        else:
+            transport._server = await asyncio.start_server(transport._serve, host, port,
+                                                           ssl=transport._server_ssl, reuse_address=True)
     except OSError as exc:
         raise TransportError(f"cannot listen on {transport.kind} {host}:{port}: {exc.strerror}") from None
     bound = transport._server.sockets[0].getsockname()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from .base import Address, OnReceive, Received, Transport, TransportError
+from .base import Address, OnReceive, Received, SocketFactory, Transport, TransportError
 
 MAX_DATAGRAM = 65535
 
@@ -43,10 +43,11 @@ class UdpTransport(Transport):
             self._transport.close()
 
 
-async def open_udp(host: str, port: int, on_receive: OnReceive) -> UdpTransport:
+async def open_udp(host: str, port: int, on_receive: OnReceive,
+                   socket_factory: SocketFactory | None = None) -> UdpTransport:
     transport = UdpTransport(on_receive)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock = (socket_factory or socket.socket)(family, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         sock.bind((host, port))
