@@ -24,7 +24,7 @@ from referee.sip import (NameAddr, Request, Response, SipParseError, escape_head
                          parse_uri, SipUri)
 from referee.stack import (CSeqError, Dialog, PassUp, ReferNotifier, ReferSubscriber, Send,
                            TimedOut, TimerConfig, TransactionLayer, new_branch, new_tag)
-from referee.transport import Received, Transport, TransportError, open_transport
+from referee.transport import DestinationPolicy, Received, Transport, TransportError, open_transport
 
 from .matchers import Expectation, ExpectationFailed, header_matchers
 from .objects import Address, Call, ClientRequest, Inbound, Incoming, LogEntry
@@ -42,8 +42,9 @@ class Agent:
     def __init__(self, name: str, host: str = "127.0.0.1", port: int = 0, transport: str = "udp",
                  user: str | None = None, timers: TimerConfig | None = None,
                  credentials: tuple[str, str] | None = None, outbound: Address | None = None,
-                 domain: str | None = None) -> None:
+                 domain: str | None = None, policy: DestinationPolicy | None = None) -> None:
         self.name = name
+        self.policy = policy or DestinationPolicy()   # where this agent may send
         self.user = user or name
         self.host = host
         self.port = port
@@ -229,6 +230,14 @@ class Agent:
 
     async def _send(self, msg: Request | Response, dest: Address, retransmission: bool = False) -> None:
         data = bytes(msg)
+        try:
+            self.policy.check(dest)
+        except TransportError as exc:
+            self.findings.append(str(exc))
+            cr = next((c for c in self._requests.values() if c.request is msg), None)
+            if cr is not None and not cr.final_future.done():
+                cr.final_future.set_exception(ExpectationFailed(f"{self.name}: {exc}"))
+            return
         self.log.append(LogEntry(time.time(), "sent", data, msg, self.transport.local, dest,
                                  self.transport_kind, retransmission=retransmission, agent=self.name))
         try:
@@ -671,6 +680,7 @@ class Agent:
     # -- raw access ---------------------------------------------------------------------------
     async def send_raw(self, data: bytes, dest: Address) -> None:
         """Send crafted bytes as they are (no transaction, no fix-ups); logged like any message."""
+        self.policy.check(dest)
         try:
             msg = parse(data, stream=self.transport_kind != "udp")
         except SipParseError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from referee.agent import Agent, ExpectationFailed
+from referee.transport import DestinationPolicy
 from referee.scenario import Binding, Scenario
 
 from .session import DutSession
@@ -11,8 +12,10 @@ from .session import DutSession
 PARTY_ORDER = ("transferor", "transferee", "target")
 
 
-async def bind(scenario: Scenario, session: DutSession, host: str = "127.0.0.1") -> Binding:
+async def bind(scenario: Scenario, session: DutSession, host: str = "127.0.0.1",
+               policy: DestinationPolicy | None = None) -> Binding:
     """Start one Agent per agent party. Caller closes them with `close_binding`."""
+    policy = policy or DestinationPolicy()
     profile = session.profile
     agents: dict[str, Agent] = {}
     aliases: dict[str, str] = {}
@@ -30,12 +33,13 @@ async def bind(scenario: Scenario, session: DutSession, host: str = "127.0.0.1")
                 creds = (user.username or user.extension, user.password) if user.password else None
                 agent = await Agent.start(party.name, host=user.host, port=user.port, transport=profile.transport,
                                           user=user.extension, outbound=session.address,
-                                          domain=profile.domain or _hostport(session.address), credentials=creds)
+                                          domain=profile.domain or _hostport(session.address), credentials=creds,
+                                          policy=policy)
                 aliases[party.name] = session.user_aor(user.name)
             else:
                 outbound = session.address if profile.kind == "proxy" else None
                 agent = await Agent.start(party.name, host=host, port=0, transport=profile.transport,
-                                          user=options.pop("user", None), outbound=outbound)
+                                          user=options.pop("user", None), outbound=outbound, policy=policy)
             options.pop("user", None)
             for key, value in options.items():
                 setattr(agent, key, value)

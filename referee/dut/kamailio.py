@@ -101,7 +101,7 @@ class KamailioProxy:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, cfg: str | Path | None = None, *,
                  defines: Sequence[str] = (), domain: str | None = None,
-                 children: int = 2, shm_mb: int = 32, pkg_mb: int = 4,
+                 children: int = 2, shm_mb: int = 128, pkg_mb: int = 8,
                  run_dir: Path | None = None, binary: str | None = None) -> None:
         self.host = host
         self.port = port

@@ -38,7 +38,10 @@ class LinphoneDriver(ConsolePhone):
     # Observed on this machine (tests/dut/test_softphones.py): blind REFER from `transfer`,
     # attended REFER with Replaces from `transfer A --to-call B`; as transferee it puts the
     # call on hold, calls the target and reports with NOTIFY sipfrag; it honours an INVITE
-    # with Replaces (answers it and ends the replaced call).
+    # with Replaces (answers it and ends the replaced call). Caveats: linphonec drops the
+    # port from the To/From URIs it sends, and its attended Refer-To is the target's To URI,
+    # so a transferee dials the target's port 5060; it ignores Refer-Sub: false (still
+    # NOTIFYs), so "refer_sub" is not declared.
     capabilities = frozenset({"transferee", "transferor", "attended", "target", "replaces",
                               "manual_answer"})
 

@@ -24,6 +24,7 @@ class DutSession:
         self.process: LaunchedProcess | None = None
         self.address: tuple[str, int] = profile.address or ("127.0.0.1", 0)
         self.started = False
+        self.policy = None      # the DestinationPolicy agents must obey (set by the plugin)
 
     def start(self) -> "DutSession":
         p = self.profile

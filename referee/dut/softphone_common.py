@@ -33,7 +33,6 @@ import pexpect
 from .driver import DriverError, PhoneDriver, PhoneEvent
 
 ANSWER_MODES = ("auto", "manual", "busy", "decline", "noanswer")
-REFER_POLICIES = ("accept", "decline")
 TAIL_LINES = 40
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][A-Za-z0-9]|\x1b[=>78]")
@@ -341,6 +340,9 @@ class ConsolePhone(PhoneDriver, abc.ABC):
             self._child = pexpect.spawn(exe, argv, env=env, cwd=str(self.home),
                                         encoding="utf-8", codec_errors="replace",
                                         dimensions=(50, 500), echo=False)
+        except DriverError:
+            self.stop()
+            raise
         except (OSError, pexpect.ExceptionPexpect) as exc:
             self.stop()
             raise DriverError(f"{self.name}: cannot launch {exe}: {exc}") from None
@@ -362,7 +364,7 @@ class ConsolePhone(PhoneDriver, abc.ABC):
             self._emit("log", text=f"{self.name} up on {self.host}:{self.port} "
                                    f"after {self.startup_seconds:.2f} s ({status})")
             self._after_start()
-        except DriverError:
+        except BaseException:   # whatever went wrong, leave no process or directory behind
             self.stop()
             raise
 

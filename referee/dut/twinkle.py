@@ -41,9 +41,11 @@ class TwinkleDriver(ConsolePhone):
     # attended REFER with Replaces from `transfer -l` (only towards a party that announced
     # Supported: replaces); as transferee it calls the target and reports with NOTIFY
     # sipfrag, or, for a REFER with Refer-Sub: false, answers 202 with Refer-Sub: false and
-    # sends no NOTIFY. An INVITE with Replaces makes it log "End call due to Replaces
-    # header", send 100 Trying and then hang (no further SIP, no console), so "replaces" is
-    # not declared.
+    # sends no NOTIFY (it ends the transferred call itself, with its BYE sent before the
+    # final NOTIFY, which then carries a lower CSeq). An INVITE with Replaces makes it log
+    # "End call due to Replaces header", send 100 Trying and then hang (no further SIP, no
+    # console), so "replaces" is not declared. Declining REFER (603) works only as a start-up
+    # setting (refer="decline"), so "decline_refer" is not declared either.
     capabilities = frozenset({"transferee", "transferor", "attended", "target", "refer_sub",
                               "manual_answer"})
 
@@ -240,4 +242,6 @@ class TwinkleDriver(ConsolePhone):
                               f"on line {line}")
         mark = self._refer_mark()
         self._command("transfer -l")
-        self._wait_refer_sent(mark, call, f"transfer -l (line {line} to line {other})")
+        # twinkle silently refuses when the consulted party did not announce Replaces support
+        self._wait_refer_sent(mark, call, f"transfer -l (line {line} to line {other}; twinkle "
+                                          f"sends it only if {consult.remote} supports Replaces)")

@@ -5,11 +5,13 @@ Content-Length. Parsing is left to the caller, so bad bytes from a DUT reach the
 """
 
 from .base import Address, Received, Transport, TransportError
+from .policy import DEFAULT_ALLOWED, DestinationPolicy, DestinationRefused
 from .stream import TcpTransport, open_tcp, open_tls
 from .tlscerts import TestCertificates, make_test_certificates
 from .udp import UdpTransport, open_udp
 
-__all__ = ["Address", "Received", "Transport", "TransportError", "TcpTransport", "open_tcp",
+__all__ = ["Address", "Received", "Transport", "TransportError", "DEFAULT_ALLOWED", "DestinationPolicy",
+           "DestinationRefused", "TcpTransport", "open_tcp",
            "open_tls", "TestCertificates", "make_test_certificates", "UdpTransport", "open_udp"]
 
 

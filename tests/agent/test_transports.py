@@ -110,3 +110,25 @@ def test_tcp_stream_without_content_length_is_recorded_as_defect():
         finally:
             await bob.close()
     run(scenario())
+
+
+def test_sending_outside_loopback_and_test_ranges_is_refused():
+    from referee.agent import ExpectationFailed
+    from referee.transport import DestinationRefused
+
+    async def scenario():
+        alice = await Agent.start("alice")
+        try:
+            cr = await alice.request("OPTIONS", "sip:someone@192.0.2.10:5060")
+            with pytest.raises(ExpectationFailed) as info:
+                await cr.final(2)
+            assert "refusing to send to 192.0.2.10:5060" in str(info.value)
+            assert "--allow-target 192.0.2.10" in str(info.value)
+            assert not [e for e in alice.log if e.direction == "sent"], "nothing may be logged as sent"
+            with pytest.raises(DestinationRefused):
+                await alice.send_raw(b"OPTIONS sip:x SIP/2.0\r\n\r\n", ("203.0.113.5", 5060))
+            alice.policy.allow("192.0.2.10")          # explicitly allowed now
+            assert alice.policy.allows("192.0.2.10") and not alice.policy.allows("192.0.2.11")
+        finally:
+            await alice.close()
+    run(scenario())

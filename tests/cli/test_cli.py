@@ -77,3 +77,12 @@ def test_list_shows_applicability(tmp_path):
     assert result.returncode == 0
     line = next(l for l in result.stdout.splitlines() if l.startswith("TE-BLIND-001"))
     assert "RFC 3515" in line and "MUST" in line and "n/a" not in line
+
+
+def test_profile_pointing_outside_test_ranges_is_refused_unless_allowed(tmp_path):
+    prod = tmp_path / "prod.toml"
+    prod.write_text('name = "typo"\nkind = "phone"\naddress = "192.0.2.44:5060"\nroles = ["transferee"]\n')
+    result = referee("run", "--dut", str(prod), "--report-dir", str(tmp_path / "r"), "-k", "TE-BLIND-001")
+    assert result.returncode >= 2
+    assert "192.0.2.44 is not loopback or a test range" in result.stdout + result.stderr
+    assert "--allow-target 192.0.2.44" in result.stdout + result.stderr
