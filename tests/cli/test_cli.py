@@ -86,3 +86,13 @@ def test_profile_pointing_outside_test_ranges_is_refused_unless_allowed(tmp_path
     assert result.returncode >= 2
     assert "192.0.2.44 is not loopback or a test range" in result.stdout + result.stderr
     assert "--allow-target 192.0.2.44" in result.stdout + result.stderr
+
+
+def test_after_the_dut_went_silent_following_tests_fail_fast(tmp_path):
+    down = tmp_path / "down.toml"
+    down.write_text('name = "nobody home"\nkind = "phone"\naddress = "127.0.0.1:9"\nroles = ["transferee"]\n')
+    result = referee("run", "--dut", str(down), "--report-dir", str(tmp_path / "r"), "-k", "TE-", timeout=300)
+    assert result.returncode == 1
+    verdicts = result.stdout.count("DUT unreachable since")
+    assert verdicts >= 2, result.stdout[-3000:]
+    assert "no final response to INVITE" in result.stdout   # the first one waited and says why
