@@ -31,15 +31,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("-m", dest="markers", help="marker expression, e.g. 'rfc3891 and must' (default: not load)")
     lst = sub.add_parser("list", help="list test purposes (and which apply to a DUT profile)")
     lst.add_argument("--dut", help="DUT profile to check applicability against")
+    mat = sub.add_parser("matrix", help="run the suites over several DUT profiles; write the interop matrix")
+    mat.add_argument("profiles", nargs="*", help="profiles (default: every phone/proxy profile in duts/ "
+                                                "that the suite can launch itself)")
+    mat.add_argument("--out", default=str(REPO / "docs"), help="where interop-matrix.md/.xml go (default: docs/)")
+    mat.add_argument("--report-dir", default="reports/matrix", help="per-DUT reports (default: reports/matrix/)")
     val = sub.add_parser("validate", help="check scenario and profile files")
     val.add_argument("files", nargs="*", help="files to check (default: scenarios/ and duts/)")
     args, extra = parser.parse_known_args(argv)
-    if args.command != "run" and extra:
+    if args.command not in ("run", "matrix") and extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "run":
         return cmd_run(args, extra)
     if args.command == "list":
         return cmd_list(args)
+    if args.command == "matrix":
+        return cmd_matrix(args, extra)
     return cmd_validate(args)
 
 
@@ -83,6 +90,22 @@ def cmd_list(args) -> int:
         print(f"error: {err}", file=sys.stderr)
     print(f"{len(scenarios)} test purposes" + (f", {len(errors)} broken files" if errors else ""))
     return 1 if errors else 0
+
+
+def cmd_matrix(args, extra: list[str]) -> int:
+    from referee import matrix
+    from referee.dut import ProfileError, load_profile
+    paths = [pathlib.Path(p) for p in args.profiles]
+    if not paths:
+        for path in sorted(DUTS.glob("*.toml")):
+            try:
+                profile = load_profile(path)
+            except ProfileError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            if profile.driver or profile.launch:      # the ones referee can start by itself
+                paths.append(path)
+    return matrix.main(paths, pathlib.Path(args.out), pathlib.Path(args.report_dir).resolve(), extra)
 
 
 def cmd_validate(args) -> int:
