@@ -158,6 +158,8 @@ class Agent:
             received = await self._rx.get()
             try:
                 await self._handle(received)
+            except SipParseError as exc:   # a header that only turned out bad when it was needed
+                self.findings.append(f"malformed message from {received.source[0]}:{received.source[1]}: {exc}")
             except Exception as exc:   # never let one bad message stop the agent
                 self.findings.append(f"internal error handling a message from "
                                      f"{received.source}: {type(exc).__name__}: {exc}")
@@ -172,6 +174,8 @@ class Agent:
             return          # keep-alive CRLFs or unframable stream bytes
         try:
             msg = parse(received.data, stream=received.transport != "udp")
+            # the headers every layer relies on must be well formed, not just present
+            msg.via, msg.from_, msg.to, msg.cseq  # noqa: B018
         except SipParseError as exc:
             entry.error = str(exc)
             self.defects.append(entry)
