@@ -1,3 +1,3 @@
-# The referee pytest plugin lives in fixtures/; loading it here makes it active for
-# every test under this directory (suites/ and tests/).
-pytest_plugins = ["fixtures.plugin"]
+# The referee pytest plugins live in fixtures/ (fixtures and options; reports); loading them
+# here makes them active for every test under this directory (suites/ and tests/).
+pytest_plugins = ["fixtures.plugin", "fixtures.reporting"]

@@ -8,6 +8,6 @@ if command -v apt-get >/dev/null; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends \
         sip-tester baresip-core linphone-cli twinkle-console kamailio \
-        tshark tcpdump nftables iproute2 openssl procps >/dev/null
+        tshark tcpdump nftables iproute2 openssl procps chromium fonts-dejavu-core >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -e '.[dev]'

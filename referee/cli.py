@@ -3,6 +3,8 @@
     referee run [--dut duts/x.toml] [--report-dir DIR] [-k EXPR] [-m EXPR] [pytest args...]
     referee list [--dut duts/x.toml]
     referee validate [FILES...]
+    referee matrix [PROFILES...]
+    referee ladder capture.pcap -o ladder.svg
 
 `run` is a thin wrapper on pytest over suites/: exit 0 when every selected test passed, 1 when
 any failed, >= 2 for usage, profile or internal errors.
@@ -22,6 +24,9 @@ DUTS = REPO / "duts"
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["ladder"]:
+        from referee.report.cli_ladder import main as ladder_main
+        return ladder_main(argv[1:])
     parser = argparse.ArgumentParser(prog="referee", description="SIP REFER conformance and interop test suite")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the suites against a DUT (extra args go to pytest)")
@@ -38,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     mat.add_argument("--report-dir", default="reports/matrix", help="per-DUT reports (default: reports/matrix/)")
     val = sub.add_parser("validate", help="check scenario and profile files")
     val.add_argument("files", nargs="*", help="files to check (default: scenarios/ and duts/)")
+    sub.add_parser("ladder", help="draw the SIP ladder of a pcap: referee ladder capture.pcap -o ladder.svg|html")
     args, extra = parser.parse_known_args(argv)
     if args.command not in ("run", "matrix") and extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -63,7 +69,8 @@ def cmd_run(args, extra: list[str]) -> int:
     pytest_args += ["-m", args.markers or "not load"]
     pytest_args += extra
     code = int(pytest.main(pytest_args))
-    print(f"\nreports: {report_dir / 'junit.xml'}")
+    print(f"\nreports: {report_dir / 'index.html'} (junit.xml, certification.xml, results.json; "
+          f"per test: trace, pcap, ladder)")
     return {0: 0, 1: 1}.get(code, max(code, 2))
 
 

@@ -166,17 +166,21 @@ class KamailioProxy:
         binary = find_kamailio(self.binary)
         chosen = self.port == 0
         attempts = 3 if chosen else 1
-        for attempt in range(attempts):
-            if chosen:
-                self.port = _free_port(self.host)
-            elif not _port_free(self.host, self.port):
-                raise KamailioPortInUse(f"Kamailio: {self.host}:{self.port} (UDP or TCP) is already in use")
-            try:
-                self._launch(binary, timeout)
-                return self
-            except KamailioPortInUse:
-                if attempt == attempts - 1:
-                    raise
+        try:
+            for attempt in range(attempts):
+                if chosen:
+                    self.port = _free_port(self.host)
+                elif not _port_free(self.host, self.port):
+                    raise KamailioPortInUse(f"Kamailio: {self.host}:{self.port} (UDP or TCP) is already in use")
+                try:
+                    self._launch(binary, timeout)
+                    return self
+                except KamailioPortInUse:
+                    if attempt == attempts - 1:
+                        raise
+        except KamailioError:
+            self._cleanup()
+            raise
         raise AssertionError("unreachable")
 
     def _launch(self, binary: str, timeout: float) -> None:
@@ -193,6 +197,8 @@ class KamailioProxy:
             self.command += ["-A", define]
         if self.domain:
             self.command.append(f"--alias={self.domain}")
+        if self._log_handle is not None:
+            self._log_handle.close()
         self._log_handle = open(self.run_dir / "kamailio.log", "wb")
         self._proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=self._log_handle,
                                       stderr=subprocess.STDOUT, cwd=str(self.run_dir),
@@ -269,12 +275,16 @@ class KamailioProxy:
         try:
             self._terminate(timeout)
         finally:
-            self.log()
-            if self._log_handle is not None:
-                self._log_handle.close()
-                self._log_handle = None
-            if self._own_run_dir and self.run_dir is not None:
-                shutil.rmtree(self.run_dir, ignore_errors=True)
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        """Keep the log text, close it, remove our own run directory."""
+        self.log()
+        if self._log_handle is not None:
+            self._log_handle.close()
+            self._log_handle = None
+        if self._own_run_dir and self.run_dir is not None:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def _terminate(self, timeout: float) -> None:
         proc = self._proc

@@ -474,6 +474,11 @@ class ConsolePhone(PhoneDriver, abc.ABC):
         with self._cond:
             return list(self._lines)
 
+    def output_tail(self) -> str:
+        """The last non-empty console lines, for reports."""
+        with self._cond:
+            return "\n".join(self._tail)
+
     # -- behaviour switches ------------------------------------------------------------------
     def set_answer_mode(self, mode: str) -> None:
         if mode not in self.answer_modes:

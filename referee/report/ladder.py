@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterable, Sequence
 
 from referee import sip
@@ -34,6 +35,7 @@ class Lane:
     label: str                # shown in bold at the top
     sublabel: str = ""        # address, "DUT: <name>", interfaces
     kind: str = "host"        # agent | dut | host
+    detail: str = ""          # hover text (the DUT's name)
 
 
 @dataclasses.dataclass
@@ -58,6 +60,7 @@ class Arrow:
     translated_from: int | None = None   # index (in Ladder.rows) of the same message before the NAT
     rewritten: list[str] = dataclasses.field(default_factory=list)   # headers the NAT changed
     key: tuple = ()           # (label, CSeq, Call-ID, top Via branch): equal on both sides of a NAT
+    arrived: float | None = None   # when the receiving agent got it (the trace logs both ends)
 
 
 @dataclasses.dataclass
@@ -152,8 +155,7 @@ class LaneNamer:
             lane = Lane(key, key, addr, "agent")
         elif addr == self.dut:
             key = addr
-            role = f" · {self.dut_role}" if self.dut_role else ""
-            lane = Lane(key, addr, f"DUT{role}" + (f": {self.dut_name}" if self.dut_name else ""), "dut")
+            lane = Lane(key, addr, f"DUT ({self.dut_role})" if self.dut_role else "DUT", "dut", self.dut_name)
         else:
             key = addr
             lane = Lane(key, addr, "", "host")
@@ -210,22 +212,20 @@ def ladder_from_trace(trace: dict, wire: Sequence | None = None, dut_role: str |
     else:
         arrows = _arrows_from_wire(wire, namer)
         _annotate_from_trace(arrows, trace)
-    t0 = min([a.time for a in arrows] + [float(trace.get("started") or 0) or float("inf")])
     ladder = Ladder(title if title is not None else str(trace.get("scenario") or ""), [], [], 0.0)
     rows: list[Arrow | Note] = list(arrows)
     rows += _dut_notes(trace, namer)
     failure = _failure_note(trace, namer, arrows)
     if failure is not None:
         rows.append(failure)
-    return _finish(ladder, rows, namer, t0)
+    return _finish(ladder, rows, namer)
 
 
 def ladder_from_wire(entries: Iterable, names: LaneNamer | None = None, title: str = "") -> Ladder:
     """The ladder of wire messages and defects (from `Capture.trace()` or `read_pcap()`)."""
     namer = names or LaneNamer()
     arrows = _arrows_from_wire(list(entries), namer)
-    t0 = min((a.time for a in arrows), default=0.0)
-    return _finish(Ladder(title, [], [], 0.0), list(arrows), namer, t0)
+    return _finish(Ladder(title, [], [], 0.0), list(arrows), namer)
 
 
 def ladder_from_pcap(path: str | os.PathLike, trace: dict | None = None, title: str | None = None) -> Ladder:
@@ -240,20 +240,46 @@ def ladder_from_pcap(path: str | os.PathLike, trace: dict | None = None, title: 
     return ladder_from_wire(entries, title=name)
 
 
-def _finish(ladder: Ladder, rows: list[Arrow | Note], namer: LaneNamer, t0: float) -> Ladder:
+def _finish(ladder: Ladder, rows: list[Arrow | Note], namer: LaneNamer) -> Ladder:
+    """Sort the rows, cut very long flows, link NAT translations, order the lanes. Times in the
+    drawing are relative to the first row."""
     rows.sort(key=lambda r: r.time)
-    if len(rows) > MAX_ROWS:
-        left = len(rows) - MAX_ROWS
-        rows = rows[:MAX_ROWS]
-        rows.append(Note(rows[-1].time, "", f"{left} more rows not drawn", kind="cut"))
+    if len(rows) > MAX_ROWS:        # keep the start, and the failing step wherever it is
+        rest = rows[MAX_ROWS:]
+        failing = [r for r in rest if (isinstance(r, Note) and r.kind == "failure") or
+                   (isinstance(r, Arrow) and r.failed)]
+        cut = Note(rows[MAX_ROWS - 1].time, "", f"{len(rest) - len(failing)} more rows not drawn", kind="cut")
+        rows = rows[:MAX_ROWS] + [cut] + failing
     ladder.rows = rows
-    ladder.t0 = t0 if t0 != float("inf") else (rows[0].time if rows else 0.0)
+    ladder.t0 = rows[0].time if rows else 0.0
     _link_translations(ladder.rows)
     for note in ladder.rows:
         if isinstance(note, Note) and note.lane and note.lane not in namer.lanes:
             note.lane = ""
-    ladder.lanes = namer.ordered()
+    ladder.lanes = _nat_adjacent(namer.ordered(), ladder.rows)
     return ladder
+
+
+def _nat_adjacent(lanes: list[Lane], rows: list[Arrow | Note]) -> list[Lane]:
+    """Put the two addresses a NAT translated between (private and public) side by side, so the
+    NAT's lane sits between the host behind it and the host in front of it."""
+    keys = [lane.key for lane in lanes]
+    moved: set[str] = set()
+    for row in rows:
+        if not isinstance(row, Arrow) or row.translated_from is None:
+            continue
+        before = rows[row.translated_from]
+        assert isinstance(before, Arrow)
+        pair = ((before.src, row.src) if before.src != row.src else
+                (before.dst, row.dst) if before.dst != row.dst else None)
+        if pair is None or pair[1] in moved or pair[0] not in keys or pair[1] not in keys:
+            continue
+        anchor, mover = pair
+        keys.remove(mover)
+        keys.insert(keys.index(anchor) + 1, mover)
+        moved.update(pair)
+    by_key = {lane.key: lane for lane in lanes}
+    return [by_key[k] for k in keys]
 
 
 def _arrows_from_trace(trace: dict, namer: LaneNamer) -> list[Arrow]:
@@ -271,11 +297,14 @@ def _arrows_from_trace(trace: dict, namer: LaneNamer) -> list[Arrow]:
             for sent in pending.get(pair_key, []):
                 if time - sent.time <= PAIR_WINDOW:
                     pending[pair_key].remove(sent)
+                    sent.arrived = time
                     sent.step = sent.step or m.get("step")
                     sent.error = sent.error or m.get("error")
                     break
             else:
-                arrows.append(_trace_arrow(m, raw, src, dst, namer))
+                arrow = _trace_arrow(m, raw, src, dst, namer)
+                arrow.arrived = time
+                arrows.append(arrow)
             continue
         arrow = _trace_arrow(m, raw, src, dst, namer)
         arrows.append(arrow)
@@ -342,14 +371,29 @@ def _failure_note(trace: dict, namer: LaneNamer, arrows: list[Arrow]) -> Note | 
     index = str(step.get("index", ""))
     words = str(step.get("description", "")).split()
     party = words[0] if words and words[0] in namer.lanes else None
+    wanted = _expected_kind(words)
     start, end = float(step.get("started") or 0), float(step.get("ended") or 0)
     for arrow in arrows:
-        in_window = start <= arrow.time <= end and (party is None or arrow.dst == party)
-        if arrow.step == index or in_window:
+        arrived = arrow.arrived if arrow.arrived is not None else arrow.time
+        seen_while_waiting = (start <= arrived <= end and (party is None or arrow.dst == party)
+                              and (wanted is None or arrow.kind == wanted))
+        if arrow.step == index or seen_while_waiting:
             arrow.failed = True
     text = f"step {index} failed: {step.get('description', '')}"
     detail = str(step.get("detail") or trace.get("failure") or "")
     return Note(end, party or "", text, detail, kind="failure")
+
+
+def _expected_kind(words: list[str]) -> str | None:
+    """'transferor expects 202' -> 'response'; 'transferor expects NOTIFY' -> 'request'; else None."""
+    if len(words) < 3 or words[1] != "expects":
+        return None
+    what = words[2]
+    if re.fullmatch(r"(>=|<=|>|<)?[1-6](\d\d|xx)", what):
+        return "response"
+    if re.fullmatch(r"[A-Z]+", what):
+        return "request"
+    return None
 
 
 def _link_translations(rows: list[Arrow | Note]) -> None:
@@ -389,3 +433,20 @@ def _rewritten(before: str, after: str) -> list[str]:
     if a.body != b.body:
         names.append("body")
     return names
+
+
+def ladder_for_test(trace: dict, dut_role: str | None = None, title: str | None = None,
+                    max_pcap_bytes: int = 20 << 20) -> Ladder:
+    """The ladder shown for one test: from its trace; from its pcap (named and annotated by the
+    trace) when the capture saw more than one interface, as behind a NAT."""
+    pcap = trace.get("pcap")
+    if pcap and os.path.isfile(pcap) and os.path.getsize(pcap) <= max_pcap_bytes:
+        from referee.wire import WireError, read_pcap
+        try:
+            wt = read_pcap(pcap)
+        except (OSError, WireError):
+            wt = None
+        if wt is not None and len({m.iface for m in [*wt.messages, *wt.defects]}) > 1:
+            entries = sorted([*wt.messages, *wt.defects], key=lambda e: e.time)
+            return ladder_from_trace(trace, wire=entries, dut_role=dut_role, title=title)
+    return ladder_from_trace(trace, dut_role=dut_role, title=title)

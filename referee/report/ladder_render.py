@@ -73,7 +73,7 @@ def _spacing(ladder: Ladder) -> int:
         main, small = arrow_caption(a)
         widest = max(widest, len(main) * CHAR + len(small) * CHAR * 0.85 + 40)
     for lane in ladder.lanes:
-        widest = max(widest, max(len(lane.label), len(lane.sublabel) * 0.85) * CHAR + 24)
+        widest = max(widest, len(lane.label) * CHAR * 1.1 + 24)
     return int(min(MAX_SPACING, max(MIN_SPACING, widest)))
 
 
@@ -111,19 +111,20 @@ def render_svg(ladder: Ladder, prefix: str = "l", standalone: bool = True) -> st
     out.append("<defs>")
     for cls in ("req", "prov", "ok", "err", "bad", "fail"):
         out.append(f'<marker id="{prefix}-ah-{cls}" class="ah {cls}" viewBox="0 0 10 10" refX="9" refY="5" '
-                   'markerWidth="8" markerHeight="8" orient="auto-start-reverse">'
+                   'markerUnits="userSpaceOnUse" markerWidth="11" markerHeight="11" orient="auto">'
                    '<path d="M0,0 L10,5 L0,10 z"/></marker>')
     out.append("</defs>")
     out.append(f'<rect class="bg" x="0" y="0" width="{width}" height="{height}"/>')
     for lane in ladder.lanes:
         out.append(_lane(lane, xs[lane.key], spacing, height))
     out.append(f'<text class="colhead" x="{GUTTER - 10}" y="{TOP - 6}" text-anchor="end">time</text>')
-    for n, (kind, row, y) in enumerate(placed):
+    index_of = {id(row): i for i, row in enumerate(ladder.rows)}
+    for kind, row, y in placed:
         if kind == "gap":
             out.append(f'<text class="gap" x="{width / 2:.0f}" y="{y + 4:.0f}" text-anchor="middle">'
                        f'⋯ {float(row):.2f} s later ⋯</text>')
         elif isinstance(row, Arrow):
-            out.append(_arrow(ladder, row, ladder.rows.index(row), xs, y, prefix, placed))
+            out.append(_arrow(ladder, row, index_of[id(row)], xs, y, prefix, placed))
         else:
             assert isinstance(row, Note)
             out.append(_note(ladder, row, xs, y, width, spacing))
@@ -137,7 +138,8 @@ def render_svg(ladder: Ladder, prefix: str = "l", standalone: bool = True) -> st
 def _lane(lane: Lane, x: float, spacing: int, height: int) -> str:
     w = spacing - 16
     sub = f'<text class="lanesub" x="{x:.0f}" y="44" text-anchor="middle">{clean(_cut(lane.sublabel, w))}</text>'
-    return (f'<g class="lane {lane.kind}"><title>{clean(lane.label)}\n{clean(lane.sublabel)}</title>'
+    tip = "\n".join(x for x in (lane.label, lane.sublabel, lane.detail) if x)
+    return (f'<g class="lane {lane.kind}"><title>{clean(tip)}</title>'
             f'<rect x="{x - w / 2:.0f}" y="6" width="{w:.0f}" height="46" rx="6"/>'
             f'<text class="lanename" x="{x:.0f}" y="26" text-anchor="middle">{clean(_cut(lane.label, w, 1.1))}</text>'
             f"{sub}</g>"
@@ -186,8 +188,8 @@ def _arrow(ladder: Ladder, a: Arrow, index: int, xs: dict[str, float], y: float,
     if small:
         label += f'<tspan class="small" dx="6">{clean(small)}</tspan>'
     parts.append(f'<text x="{tx:.0f}" y="{y - 2:.0f}" text-anchor="{anchor}">{label}</text>')
-    if a.step:
-        bx = x1 + (12 if x2 >= x1 else -12)
+    if a.step:      # just past the arrowhead: the party whose expectation it met
+        bx = x2 + (13 if x2 >= x1 else -13)
         parts.append(f'<g class="step"><circle cx="{bx:.0f}" cy="{y - 6:.0f}" r="8"/>'
                      f'<text x="{bx:.0f}" y="{y - 2:.0f}" text-anchor="middle">{clean(a.step)}</text></g>')
     if a.translated_from is not None:
@@ -214,7 +216,7 @@ def _note(ladder: Ladder, note: Note, xs: dict[str, float], y: float, width: int
     offset = format_offset(note.time - ladder.t0)
     tip = clean(note.text + (f"\n\n{note.detail}" if note.detail else ""))
     if note.kind == "failure":
-        first = note.detail.strip().split("\n", 1)[0] if note.detail else ""
+        first = " ".join(line.strip() for line in note.detail.strip().splitlines())
         x0, w = GUTTER - 2, width - GUTTER - 6
         return (f'<g class="failnote" tabindex="0" data-label="{clean(note.text)}" data-time="{offset}">'
                 f'<title>{tip}</title>'

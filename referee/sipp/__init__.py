@@ -13,7 +13,8 @@ from referee.sipp.binary import INSTALL_HINT, find_sipp, sipp_version
 from referee.sipp.errors import (SippCallsFailed, SippError, SippNotFound, SippPortInUse,
                                  SippScenarioError, SippStartError, SippTemplateError, SippTimeout)
 from referee.sipp.ports import free_port
-from referee.sipp.process import EXIT_MEANINGS, Progress, Sipp, SippResult, run
+from referee.sipp.process import Sipp, run
+from referee.sipp.result import EXIT_MEANINGS, Progress, SippResult
 from referee.sipp.scenarios import (TransferPair, escape_replaces, refer_to_replaces, start_attended_transferor,
                                      start_pair, start_transferee)
 from referee.sipp.screen import MessageRow, ScreenSnapshot

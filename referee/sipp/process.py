@@ -10,7 +10,6 @@ the statistics, error and screen files.
 from __future__ import annotations
 
 import codecs
-import dataclasses
 import math
 import os
 import re
@@ -25,118 +24,20 @@ from pathlib import Path
 import pexpect
 
 from referee.sipp.binary import find_sipp
-from referee.sipp.errors import (SippCallsFailed, SippError, SippPortInUse, SippScenarioError,
-                                 SippStartError, SippTimeout)
+from referee.sipp.errors import SippError, SippPortInUse, SippScenarioError, SippStartError, SippTimeout
 from referee.sipp.ports import free_media_port, free_port, process_holds_port
-from referee.sipp.screen import MessageRow, ScreenSnapshot, parse_screen
-from referee.sipp.stats import RttSample, StatRow, read_rtt_csv, read_stat_csv, split_log_entries
+from referee.sipp.result import EXIT_MEANINGS, Progress, SippResult, collect, terminal_errors
+from referee.sipp.screen import ScreenSnapshot, parse_screen
+from referee.sipp.stats import StatRow, read_stat_csv
 from referee.sipp.template import render
 from referee.sipp.terminal import Terminal
 
-#: SIPp's documented exit codes
-EXIT_MEANINGS = {
-    0: "all calls were successful",
-    1: "at least one call failed",
-    97: "exit on internal command",
-    99: "normal exit without calls processed",
-    255: "fatal error",
-    254: "fatal error binding a socket",
-}
-
-_ROWS, _COLS = 100, 120
-_STAMP = re.compile(r"\d{4}-\d\d-\d\d\t\d\d:\d\d:\d\d\.\d+\t\d+\.\d+: ([^\r\n]*)")
+_ROWS, _COLS = 160, 120
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[@A-Za-z]|\x1b[()*+][0-9A-Za-z]|\x1b[=>78DEMc]|[\x0e\x0f]")
 _TRANSPORTS = {"u1", "un", "ui", "t1", "tn", "l1", "ln"}
 # pauses between the steps of a forced stop
 _QUIT_GRACE = 2.0
-# log entries that describe normal scenario flow, not problems
-_FLOW_NOTES = ("jumping to label", "has ended -> exiting")
 _TERM_GRACE = 2.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Progress:
-    """Live counters: the screen where it shows them, else the last periodic statistics line."""
-
-    created: int
-    successful: int
-    failed: int
-    current: int
-    target_rate: float | None
-    rate: float | None
-
-
-@dataclasses.dataclass
-class SippResult:
-    """Everything a finished SIPp run left behind."""
-
-    name: str
-    command: list[str]
-    exit_code: int | None           # None: killed by a signal
-    signal: int | None
-    successful: int
-    failed: int
-    created: int
-    call_rate: float                # measured, cumulative (calls per second)
-    target_rate: float
-    retransmissions: int
-    failure_reasons: dict[str, int]  # e.g. {'FailedTimeoutOnRecv': 2}
-    response_times: dict[str, float]  # average seconds per RTD timer (from -trace_stat)
-    rtt: list[RttSample]            # every response time (only with trace_rtt=True)
-    errors: list[str]               # entries of SIPp's error log (-trace_err)
-    terminal_errors: list[str]      # error/warning lines SIPp printed on its terminal
-    messages: tuple[MessageRow, ...]  # last message table seen on the scenario screen
-    screen: str                     # final screens (-trace_screen)
-    output: str                     # terminal output with escape sequences removed
-    duration: float                 # wall-clock seconds from start to exit
-    timed_out: bool                 # the wall-clock timeout forced the stop
-    work_dir: Path
-    logs: str = ""                  # <log> actions (only with trace_logs=True)
-    message_log: str = ""           # every message sent/received (only with trace_msg=True)
-
-    @property
-    def exit_meaning(self) -> str:
-        if self.exit_code is None:
-            return f"killed by signal {self.signal}"
-        return EXIT_MEANINGS.get(self.exit_code, f"unknown exit code {self.exit_code}")
-
-    @property
-    def ok(self) -> bool:
-        return (self.exit_code == 0 and self.failed == 0 and self.successful > 0
-                and not self.timed_out)
-
-    def summary(self) -> str:
-        parts = [f"SIPp {self.name}: exit {self.exit_code} ({self.exit_meaning})",
-                 f"{self.successful} successful, {self.failed} failed of {self.created} created",
-                 f"rate {self.call_rate:.2f} cps (target {self.target_rate:g})"]
-        if self.timed_out:
-            parts.append(f"stopped by the wall-clock timeout after {self.duration:.1f} s")
-        if self.failure_reasons:
-            parts.append("failures: " + ", ".join(f"{k}={v}" for k, v in self.failure_reasons.items()))
-        said = self.problems(self.terminal_errors)
-        if said:
-            parts.append("SIPp said: " + " | ".join(said[-3:]))
-        logged = self.problems(self.errors)
-        if logged:
-            parts.append("error log: " + " | ".join(e.replace("\n", " ")[:300] for e in logged[-3:]))
-        return "; ".join(parts)
-
-    @staticmethod
-    def problems(entries: list[str]) -> list[str]:
-        """Entries that report problems (ontimeout jumps and twin exits are normal flow)."""
-        return [e for e in entries if not any(note in e for note in _FLOW_NOTES)]
-
-    def check(self, successful: int | None = None) -> "SippResult":
-        """Raise SippCallsFailed unless the run ended cleanly with (at least) `successful` calls."""
-        wanted = successful if successful is not None else max(self.created, 1)
-        if self.ok and self.successful >= wanted:
-            return self
-        reason = f"expected {wanted} successful call(s) and exit code 0"
-        unanswered = {k: v for k, v in self.failure_reasons.items()
-                      if k in ("FailedTimeoutOnRecv", "FailedMaxUDPRetrans")}
-        if unanswered:
-            reason += f"; the peer never answered ({', '.join(f'{k}={v}' for k, v in unanswered.items())})"
-        raise SippCallsFailed(f"{reason}; got: {self.summary()}")
 
 
 class Sipp:
@@ -198,9 +99,10 @@ class Sipp:
         self.trace_msg = trace_msg
         self.trace_logs = trace_logs
         self.extra_args = list(extra_args)
+        # the run's files: the given directory (kept), else a temporary one made by start()
+        # and removed once the result is collected
         self._own_work_dir = work_dir is None
-        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix=f"referee-sipp-{self.name}-"))
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.work_dir = Path(work_dir) if work_dir else Path(tempfile.gettempdir()) / "referee-sipp-unstarted"
         self.scenario_file: Path | None = None
         self.command: list[str] = []
 
@@ -212,6 +114,7 @@ class Sipp:
         self._screen = ScreenSnapshot(kind="none", footer="", text="")
         self._scenario_screen: ScreenSnapshot | None = None
         self._screens_seen = 0
+        self._drawing = False         # a screen title was drawn (the screen may still be partial)
         self._eof = False
         self._started_at = 0.0
         self._deadline = math.inf
@@ -242,10 +145,13 @@ class Sipp:
         """Launch SIPp and return once its socket is bound and its first screen is drawn."""
         if self._child is not None:
             raise SippError(f"SIPp {self.name} was already started")
-        self._prepare_scenario()
+        if self._own_work_dir:
+            self.work_dir = Path(tempfile.mkdtemp(prefix=f"referee-sipp-{self.name}-"))
+        self.work_dir.mkdir(parents=True, exist_ok=True)
         chosen = self.port == 0
         attempts = 3 if chosen else 1
         try:
+            self._prepare_scenario()
             for attempt in range(attempts):
                 if chosen:
                     self.port = free_port(self.local_ip, udp=True, tcp=self.transport[0] in "tl")
@@ -316,7 +222,9 @@ class Sipp:
         media_port = free_media_port(self.local_ip)
         args = self._arguments(media_port)
         self.command = [self.binary, *args]
-        env = dict(os.environ, TERM="vt100", LANG="C", LC_ALL="C")
+        # ncurses takes LINES/COLUMNS from the environment over the pty size (pytest-xdist
+        # workers, for one, export COLUMNS), so pin them to the emulated screen
+        env = dict(os.environ, TERM="vt100", LANG="C", LC_ALL="C", LINES=str(_ROWS), COLUMNS=str(_COLS))
         self._reset_output()
         self._child = pexpect.spawn(self.binary, args, cwd=str(self.work_dir), env=env,
                                     dimensions=(_ROWS, _COLS), echo=False)
@@ -341,6 +249,7 @@ class Sipp:
         self._screen = ScreenSnapshot(kind="none", footer="", text="")
         self._scenario_screen = None
         self._screens_seen = 0
+        self._drawing = False
         self._eof = False
         self._stop_stage = 0
         self._timed_out = False
@@ -348,15 +257,15 @@ class Sipp:
 
     def _wait_ready(self, ready_timeout: float) -> None:
         deadline = time.monotonic() + ready_timeout
-        # ready = a running screen is drawn (SIPp draws it after setting up its sockets)
+        # ready = SIPp draws its running screen (it does so after setting up its sockets)
         # and the SIPp process itself holds its SIP port
         with self._cond:
-            while not self._eof and (self._screens_seen == 0 or self._screen.terminated):
+            while not self._eof and not self._drawing:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
                 self._cond.wait(min(left, 0.2))
-            eof, running = self._eof, self._screens_seen > 0 and not self._screen.terminated
+            eof, running = self._eof, self._drawing
         if eof or not running:
             self._raise_start_failure(eof or not self.alive(), ready_timeout)
         while not self._holds_port():
@@ -366,18 +275,23 @@ class Sipp:
             if time.monotonic() > deadline:
                 self._raise_start_failure(False, ready_timeout)
             time.sleep(0.02)
+        # let the first screen finish drawing so screen() has numbers (a screen taller than
+        # the emulated terminal never completes: not an error)
+        with self._cond:
+            until = min(deadline, time.monotonic() + 2.0)
+            while self._screens_seen == 0 and not self._eof and time.monotonic() < until:
+                self._cond.wait(0.05)
 
     def _raise_start_failure(self, exited: bool, ready_timeout: float) -> None:
         if exited:
             self._finish_process(cleanup=False)
         output = self.output()
-        said = _STAMP.findall(output) or [line for line in output.splitlines() if line.strip()][-5:]
-        said = list(dict.fromkeys(s.strip() for s in said if s.strip()))
+        said = terminal_errors(output) or [line.strip() for line in output.splitlines() if line.strip()][-5:]
         quote = " | ".join(said) or "(no output)"
         code = self._child.exitstatus if self._child is not None else None
         if not exited:
-            raise SippStartError(f"SIPp {self.name} did not draw its first screen within {ready_timeout:g} s; "
-                                 f"output so far: {quote}")
+            raise SippStartError(f"SIPp {self.name} was not ready within {ready_timeout:g} s (no running "
+                                 f"screen, or its port {self.port} not bound); output so far: {quote}")
         if "already in use" in quote or "Unable to bind" in quote or code == 254:
             raise SippPortInUse(f"SIPp {self.name} could not bind {self.local_ip}:{self.port}: {quote}")
         scenario_words = ("xml", "scenario", "element", "attribute", "label", "variable", "keyword")
@@ -411,6 +325,8 @@ class Sipp:
             self._raw.append(text)
             self._term.feed(text)
             snap = parse_screen(self._term.lines())
+            if snap.kind != "none" and not snap.terminated:
+                self._drawing = True
             if snap.kind not in ("none", "partial"):
                 self._screen = snap
                 self._screens_seen += 1
@@ -659,40 +575,10 @@ class Sipp:
         return self._result
 
     def _collect(self, exit_code: int | None, sig: int | None) -> SippResult:
-        rows = read_stat_csv(self.work_dir / "stats.csv")
-        last = rows[-1] if rows else StatRow({})
-        rtt_files = sorted(self.work_dir.glob("*_rtt.csv"))
-        output = self.output()
-        said = list(dict.fromkeys(s.strip() for s in _STAMP.findall(output) if s.strip()))
-        return SippResult(
-            name=self.name,
-            command=self.command,
-            exit_code=exit_code,
-            signal=sig,
-            successful=last.successful,
-            failed=last.failed,
-            created=last.created,
-            call_rate=last.call_rate,
-            target_rate=last.target_rate,
-            retransmissions=last.retransmissions,
-            failure_reasons=last.failure_reasons(),
-            response_times=last.response_times(),
-            rtt=[s for f in rtt_files for s in read_rtt_csv(f)],
-            errors=split_log_entries(_read(self.work_dir / "errors.log")),
-            terminal_errors=said,
-            messages=self._scenario_screen.messages if self._scenario_screen else (),
-            screen=_read(self.work_dir / "screens.log"),
-            output=output,
-            duration=time.monotonic() - self._started_at,
-            timed_out=self._timed_out,
-            work_dir=self.work_dir,
-            logs=_read(self.work_dir / "logs.log"),
-            message_log=_read(self.work_dir / "messages.log"),
-        )
-
-
-def _read(path: Path) -> str:
-    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+        return collect(name=self.name, command=self.command, work_dir=self.work_dir,
+                       exit_code=exit_code, sig=sig, output=self.output(),
+                       messages=self._scenario_screen.messages if self._scenario_screen else (),
+                       duration=time.monotonic() - self._started_at, timed_out=self._timed_out)
 
 
 def run(scenario: str | Path, remote: str | tuple[str, int] | None = None, *,
