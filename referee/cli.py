@@ -85,6 +85,7 @@ def cmd_list(args) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     scenarios, errors = load_all(SCENARIOS)
+    scenarios = sorted(scenarios + python_flows(), key=lambda sc: sc.id)
     from referee.dut.applicability import skip_reason
     for sc in scenarios:
         req = sc.requirement
@@ -113,6 +114,28 @@ def cmd_matrix(args, extra: list[str]) -> int:
             if profile.driver or profile.launch:      # the ones referee can start by itself
                 paths.append(path)
     return matrix.main(paths, pathlib.Path(args.out), pathlib.Path(args.report_dir).resolve(), extra)
+
+
+def python_flows() -> list:
+    """The test purposes written as @python_flow functions in suites/ (imported to read their metadata)."""
+    import importlib.util
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    found = []
+    for path in sorted(SUITES.rglob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_referee_list_{path.stem}_{abs(hash(path))}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.path.insert(0, str(path.parent))
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:    # a broken suite module is reported, the listing goes on
+            print(f"error: cannot import {path.relative_to(REPO)}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
+        finally:
+            sys.path.remove(str(path.parent))
+        found += [obj.scenario for obj in vars(module).values() if callable(obj) and hasattr(obj, "scenario")]
+    unique = {sc.id: sc for sc in found}
+    return list(unique.values())
 
 
 def cmd_validate(args) -> int:

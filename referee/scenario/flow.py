@@ -70,7 +70,6 @@ class Flow:
 
     def _mark(self, result: StepResult, msg: Request | Response) -> None:
         self._matched[id(msg)] = result.index
-        result.matched.append(id(msg))
 
     # -- variables ---------------------------------------------------------------------------
     def var(self, text: str | None) -> str | None:
@@ -89,6 +88,14 @@ class Flow:
             if attr in ("local_tag", "remote_tag"):
                 return getattr(call.dialog, attr)
             return str(getattr(call, attr))
+        if root in self.saved and not isinstance(self.saved[root], (Request, Response, ClientRequest, Inbound)):
+            saved = self.saved[root]          # a DUT event (its fields) or a DUT call handle
+            fields = getattr(saved, "fields", None)
+            if fields is not None:
+                if attr not in fields:
+                    raise KeyError(f"saved DUT event {root!r} has no field {attr!r} (has: {', '.join(fields)})")
+                return str(fields[attr])
+            return str(saved)
         if root in self.saved:
             msg = _message_of(self.saved[root])
             if attr == "status" and isinstance(msg, Response):
@@ -166,7 +173,7 @@ class Flow:
                    content_type: str | None = None, save: str | None = None, raw: str | None = None,
                    line: int = 0, index: str | None = None, requirement: str | None = None) -> ClientRequest | None:
         where = f"in {call}" if call else f"to {to or uri}"
-        async with self.step(f"{sender} sends {method or 'raw bytes'} {where}", line, index, requirement):
+        async with self.step(f"{sender} sends {method or 'raw bytes'} {where}", line, index, requirement) as result:
             agent = self.binding.agent(sender)
             if raw is not None:
                 data = self.var(raw).replace("\r\n", "\n").replace("\n", "\r\n").encode()
@@ -184,6 +191,7 @@ class Flow:
                 dialog.refers_sent += 1
                 dialog.subscriptions.append(sub)
                 cr.subscription = sub
+            self._mark(result, cr.request)
             if save:
                 self.saved[save] = cr
             return cr
@@ -280,7 +288,6 @@ class Flow:
                 raise failures[0] if isinstance(failures[0], StepFailed) else StepFailed(desc, str(failures[0]))
             for e in optional:
                 results.append(await one({**e, "timeout": min(e.get("timeout", 1.0), 0.5)}, subs[id(e)]))
-            group.matched = [m for s in self.trace.steps if s.index.startswith(group_index + ".") for m in s.matched]
             return list(results)
 
     async def dut(self, action: str, args: dict | None = None, timeout: float = 10.0, save: str | None = None,
@@ -352,6 +359,9 @@ class Flow:
                     entry.retransmission))
             self.trace.findings += [f"{party}: {f}" for f in agent.findings]
         self.trace.messages.sort(key=lambda m: m.time)
+        # matched: indices into trace.messages (meaningful in trace.json, unlike object ids)
+        for step in self.trace.steps:
+            step.matched = [i for i, m in enumerate(self.trace.messages) if m.step == step.index]
         return self.trace
 
 

@@ -199,6 +199,9 @@ class _Validator:
         if not isinstance(node, LDict):
             raise self.fail(line_of(node, default=0), f"{prefix}: a step must be a mapping like 'expect: NOTIFY'")
         kinds = [k for k in STEP_KEYS if k in node]
+        if len(kinds) > 1:
+            # `expect:` inside a call step and `reply:` inside an expect step are keys, not kinds
+            kinds = [k for k in kinds if not any(k in STEP_KEYS[o] for o in kinds if o != k)]
         if len(kinds) != 1:
             if not kinds:
                 first = next(iter(node), "")

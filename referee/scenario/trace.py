@@ -16,7 +16,7 @@ class StepResult:
     ended: float
     requirement: str | None = None
     detail: str = ""             # the failure message, or why skipped
-    matched: list[int] = dataclasses.field(default_factory=list)   # ids of matched messages
+    matched: list[int] = dataclasses.field(default_factory=list)   # indices into Trace.messages
 
 
 @dataclasses.dataclass
