@@ -776,7 +776,10 @@ class Agent:
             why = expectation.mismatch(item.message)
             lines.append(f"  - {item.summary()}" + (f" [{why}]" if why and why != "different method/status" else ""))
         if self.defects:
-            lines.append(f"  ({len(self.defects)} unparsable messages: {self.defects[-1].error})")
+            last = self.defects[-1]
+            first_line = last.raw.split(b"\n", 1)[0].strip().decode("utf-8", "replace")[:100]
+            lines.append(f"  ({len(self.defects)} unparsable messages; the last, {first_line!r} from "
+                         f"{last.remote[0]}:{last.remote[1]}: {last.error})")
         return "\n".join(lines)
 
     def messages(self, direction: str | None = None) -> list[Request | Response]:

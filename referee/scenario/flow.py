@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sys
 import time
 
 from referee.agent import Agent, ExpectationFailed
@@ -33,9 +34,11 @@ class StepFailed(AssertionError):
 
 
 class Flow:
-    def __init__(self, binding: Binding, scenario_id: str = "", source: str = "") -> None:
+    def __init__(self, binding: Binding, scenario_id: str = "", source: str = "",
+                 source_file: str | None = None) -> None:
         self.binding = binding
-        self.source = source          # scenario file name for messages ('' for Python flows)
+        self.source = source          # file shown in messages (scenario file, or the flow's module)
+        self.source_file = source_file    # a Python flow's file: its line numbers are found at run time
         self.trace = Trace(scenario_id)
         self.calls: dict[str, Call] = {}
         self.saved: dict[str, Request | Response | ClientRequest | Inbound] = {}
@@ -50,6 +53,8 @@ class Flow:
         if index is None:
             self._counter += 1
             index = str(self._counter)
+        if not line and self.source_file:
+            line = self._caller_line()
         result = StepResult(index, line, description, "passed", time.time(), 0.0, requirement)
         self.trace.steps.append(result)
         self._current = index
@@ -67,6 +72,15 @@ class Flow:
             raise StepFailed(f"{where} ({description})", f"{type(exc).__name__}: {exc}", result) from None
         else:
             result.ended = time.time()
+
+    def _caller_line(self) -> int:
+        """The line of the Python flow that is running this step (awaiting coroutines chain up)."""
+        frame = sys._getframe(1)
+        while frame is not None:
+            if frame.f_code.co_filename == self.source_file:
+                return frame.f_lineno
+            frame = frame.f_back
+        return 0
 
     def _mark(self, result: StepResult, msg: Request | Response) -> None:
         self._matched[id(msg)] = result.index
