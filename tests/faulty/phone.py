@@ -31,6 +31,7 @@ from referee.sip import NameAddr, Replaces, SipParseError, SipUri  # noqa: E402
 
 # fault name -> what the phone then does wrong (the requirement it breaks is in the scenario)
 FAULTS = {
+    "media_to_transferor": "keeps sending RTP to the transferor after the original call was hung up",
     # answering the REFER
     "refer_200": "answers an accepted REFER with 200 OK instead of 202 Accepted",
     "accept_no_refer_to": "accepts a REFER without Refer-To (should be 400)",
@@ -120,6 +121,23 @@ class FaultyPhone:
             await self.agent.respond(item, 501)
 
     # -- incoming calls --------------------------------------------------------------------
+    def stream_media(self, call: Call) -> None:
+        """Send RTP (one packet per 20 ms) to the peer's media address while the call is up (at most
+        60 s); with media_to_transferor, 3 s more after it ended."""
+        async def stream() -> None:
+            loop = asyncio.get_running_loop()
+            stop_at = loop.time() + 60
+            ended_at = None
+            while loop.time() < stop_at:
+                if not call.is_up:
+                    ended_at = ended_at or loop.time()
+                    if not self.has("media_to_transferor") or loop.time() - ended_at > 3:
+                        return
+                if not self.agent.send_rtp(call, packets=1):
+                    return
+                await asyncio.sleep(0.02)
+        asyncio.get_running_loop().create_task(stream())
+
     async def on_invite(self, item: Inbound) -> None:
         request = item.message
         try:
@@ -138,7 +156,9 @@ class FaultyPhone:
             await self.agent.respond(item, 180)
         else:
             await self.agent.respond(item, 180)
-            await self.agent.answer(item)
+            call = await self.agent.answer(item)
+            if call is not None:
+                self.stream_media(call)
 
     def find_dialog(self, replaces: Replaces) -> Call | None:
         # RFC 3891 §3: to-tag is our local tag, from-tag the remote one
@@ -156,7 +176,9 @@ class FaultyPhone:
         if old is not None and replaces.early_only and not self.has("ignore_early_only"):
             await self.agent.respond(item, 486)
             return
-        await self.agent.answer(item)
+        new_call = await self.agent.answer(item)
+        if new_call is not None:
+            self.stream_media(new_call)
         if old is not None and not self.has("keep_replaced"):
             await self.agent.bye(old)
 
@@ -247,6 +269,8 @@ class FaultyPhone:
                     await progress(response.status)
         if not pending.final_future.done() or pending.final_future.exception() is not None:
             return None
+        if pending.call is not None:
+            self.stream_media(pending.call)
         return pending.final_future.result().status
 
     async def notify(self, call: Call, notifier, status: int, final: bool) -> None:

@@ -23,7 +23,7 @@ ALL = {
     "TE-DECLINE-001", "TE-DECLINE-002", "TE-DECLINE-003", "TE-NOANSWER-001",
     "TE-NOSUB-001", "TE-NOSUB-002", "TE-NOSUB-003",
     "TE-REJECT-001", "TE-REJECT-002", "TE-REJECT-003", "TE-REJECT-004", "TE-SUBSCRIBE-001",
-    "TE-INVITE-001", "TE-INVITE-002", "TE-INVITE-003", "TE-INVITE-004", "TE-MULTI-001",
+    "TE-INVITE-001", "TE-INVITE-002", "TE-INVITE-003", "TE-INVITE-004", "TE-MULTI-001", "TE-MEDIA-001",
 } | NOTIFY_ALL
 
 # fault -> the test purposes it must fail (every other transferee test purpose must pass)
@@ -69,6 +69,8 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
     # the original call (a BYE before the outcome is also a BYE after a failed one)
     "bye_after_decline": {"TE-DECLINE-003"},
     "bye_before_result": {"TE-ORIG-001", "TE-DECLINE-003"},
+    # media after the transfer
+    "media_to_transferor": {"TE-MEDIA-001"},
     # faults of the transfer-target role: the transferee suite must not notice them
     "accept_bad_replaces": set(),
     "keep_replaced": set(),
@@ -83,7 +85,7 @@ BATCHES: list[list[str]] = [
     ["bad_sipfrag", "no_event", "no_substate", "wrong_ctype", "notify_wrong_dialog", "initial_not_trying",
      "notify_despite_nosub", "unsupported_scheme_ok"],
     ["no_initial_notify", "no_expires", "final_active", "wrong_event_id", "false_failure", "no_final_on_timeout",
-     "bye_after_decline"],
+     "bye_after_decline", "media_to_transferor"],
     ["no_noresource", "no_event_id", "report_success_on_failure", "bye_before_result", "refer_sub_true_as_false"],
 ]
 
