@@ -298,7 +298,8 @@ def _arrows_from_trace(trace: dict, namer: LaneNamer) -> list[Arrow]:
                 if time - sent.time <= PAIR_WINDOW:
                     pending[pair_key].remove(sent)
                     sent.arrived = time
-                    sent.step = sent.step or m.get("step")
+                    # the step that checked a message is shown rather than the one that sent it
+                    sent.step = m.get("step") or sent.step
                     sent.error = sent.error or m.get("error")
                     break
             else:
@@ -345,7 +346,9 @@ def _annotate_from_trace(arrows: list[Arrow], trace: dict) -> None:
     for m in trace.get("messages", []):
         by_raw.setdefault(str(m.get("raw", "")).encode("utf-8"), []).append(m)
     for arrow in arrows:
-        for m in by_raw.get(arrow.text.encode("utf-8"), []):
+        # received copies first: the step that checked a message wins over the one that sent it
+        entries = sorted(by_raw.get(arrow.text.encode("utf-8"), []), key=lambda m: m.get("direction") != "received")
+        for m in entries:
             arrow.step = arrow.step or m.get("step")
             arrow.retransmission = arrow.retransmission or bool(m.get("retransmission"))
 

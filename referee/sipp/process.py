@@ -363,7 +363,15 @@ class Sipp:
 
     # -- watching --------------------------------------------------------------------------
     def alive(self) -> bool:
-        return self._child is not None and self._child.isalive()
+        child = self._child
+        if child is None:
+            return False
+        # isalive() reaps with waitpid; the reader thread's EOF handling may reap first, and then
+        # pexpect raises "no child process": the process is gone either way.
+        try:
+            return child.isalive()
+        except (pexpect.ExceptionPexpect, ChildProcessError):
+            return False
 
     def screen(self) -> ScreenSnapshot:
         """The last complete screen SIPp drew."""
@@ -544,7 +552,7 @@ class Sipp:
         if child is None:
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            if not child.isalive():
+            if not self.alive():
                 break
             try:
                 child.kill(sig)
