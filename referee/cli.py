@@ -69,8 +69,13 @@ def cmd_run(args, extra: list[str]) -> int:
     pytest_args += ["-m", args.markers or "not load"]
     pytest_args += extra
     code = int(pytest.main(pytest_args))
-    print(f"\nreports: {report_dir / 'index.html'} (junit.xml, certification.xml, results.json; "
-          f"per test: trace, pcap, ladder)")
+    if (report_dir / "index.html").exists():
+        print(f"\nreports: {report_dir / 'index.html'} (junit.xml, certification.xml, results.json; "
+              f"per test: trace, pcap, ladder)")
+    else:
+        print(f"\nreports: {report_dir / 'junit.xml'}")
+    if (report_dir / "load-junit.xml").exists():
+        print(f"load results: {report_dir / 'load-junit.xml'}")
     return {0: 0, 1: 1}.get(code, max(code, 2))
 
 

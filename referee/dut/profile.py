@@ -20,7 +20,7 @@ TRANSPORTS = ("udp", "tcp")
 PHONE_ROLES = ("transferee", "transferor", "target")
 DRIVERS = ("refphone", "baresip", "linphone", "twinkle", "console")
 TOP_KEYS = {"name", "kind", "address", "transport", "answers", "roles", "capabilities", "register", "users",
-            "driver", "launch", "ready", "ready_timeout", "stop_timeout", "domain", "user", "notes", "outbound", "known_failures"}
+            "driver", "launch", "ready", "ready_timeout", "stop_timeout", "domain", "user", "notes", "outbound", "known_failures", "load"}
 USER_KEYS = {"extension", "port", "password", "username", "host"}
 
 BUILTIN_PROFILE = pathlib.Path(__file__).resolve().parents[2] / "duts" / "refphone.toml"
@@ -69,6 +69,8 @@ class Profile:
     notes: str = ""
     # test purpose id -> why this DUT is known to fail it (reported as an expected failure)
     known_failures: dict[str, str] = dataclasses.field(default_factory=dict)
+    # pass criteria and shape of the load steps (suites/load/README.md documents the keys)
+    load: dict = dataclasses.field(default_factory=dict)
 
     @property
     def secrets(self) -> list[str]:
@@ -189,7 +191,14 @@ def _build(path: pathlib.Path, data: dict) -> Profile:
         users=users, driver=driver, launch=launch, ready=text("ready", "READY"),
         ready_timeout=number("ready_timeout", 15.0), stop_timeout=number("stop_timeout", 5.0),
         domain=text("domain"), user=text("user"), notes=text("notes", ""),
-        known_failures=_known_failures(path, data.get("known_failures", {})))
+        known_failures=_known_failures(path, data.get("known_failures", {})),
+        load=_load_table(path, data.get("load", {})))
+
+
+def _load_table(path, node) -> dict:
+    if not isinstance(node, dict):
+        raise ProfileError(path, "load", "must be a table of load criteria", "[load] rate = [20, 50]  duration = 30")
+    return dict(node)
 
 
 def _known_failures(path, node) -> dict[str, str]:
