@@ -38,9 +38,8 @@ async def one_flow(alice: Agent, bob: Agent, carol: Agent) -> None:
     await alice.bye(call)
     await bob.bye(new)
     for agent in (alice, bob, carol):      # keep the agents' inboxes small between flows
-        agent.inbox.clear()
+        agent.forget_messages()
         agent.calls.clear()
-        agent.log.clear()
 
 
 async def flows(count: int) -> list[float]:
@@ -72,8 +71,7 @@ async def dialog_memory(count: int) -> float:
             await alice.call(bob.uri)
         await asyncio.sleep(0.2)
         for agent in (alice, bob):
-            agent.log.clear()
-            agent.inbox.clear()
+            agent.forget_messages()
             # let the transactions of the call set-ups end (their timers run 32 s): what stays
             # is the idle dialog itself
             agent.layer.poll(asyncio.get_running_loop().time() + 100)

@@ -130,9 +130,8 @@ async def agent_batch(flows: int, concurrency: int, proxy, transferee: tuple[str
             except ExpectationFailed as exc:
                 errors.append(str(exc).splitlines()[0])
             # a test agent keeps every message; a long batch drops those of finished flows
-            alice.inbox.clear()
+            alice.forget_messages()
             alice.calls.clear()
-            alice.log.clear()
 
     try:
         t0, cpu0 = time.perf_counter(), time.process_time()

@@ -53,8 +53,7 @@ async def agent_campaign(inputs: int, seed: int) -> tuple[int, int]:
             data = random_mutant(rng, rng.choice(CORPUS))
             await alice._handle(Received(data, ("127.0.0.1", 5999), alice.address, "udp"))
             if i % 1000 == 0:
-                alice.inbox.clear()
-                alice.log.clear()
+                alice.forget_messages()
         internal = [f for f in alice.findings if "internal error" in f]
         if internal:
             raise AssertionError(f"{len(internal)} internal errors, first: {internal[0]}")

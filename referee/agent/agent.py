@@ -56,7 +56,8 @@ class Agent:
         self.transport: Transport | None = None
         self.layer = TransactionLayer(reliable=self.transport_kind != "udp", timers=self.timers)
         self.log: list[LogEntry] = []
-        self.inbox: list[Inbound] = []
+        self.inbox: list[Inbound] = []          # everything expectations may consume, in order
+        self._unconsumed: list[Inbound] = []    # the part of inbox not consumed yet
         self.calls: list[Call] = []
         self.findings: list[str] = []    # protocol problems noticed in what peers sent
         self.defects: list[LogEntry] = []  # unparsable input
@@ -264,6 +265,7 @@ class Agent:
 
     async def _inbox_add(self, item: Inbound) -> None:
         self.inbox.append(item)
+        self._unconsumed.append(item)
         async with self._changed:
             self._changed.notify_all()
 
@@ -728,6 +730,7 @@ class Agent:
                 item = self._match(expectation, call)
                 if item is not None:
                     item.consumed = True
+                    self._unconsumed.remove(item)
                     return item
                 remaining = deadline - self._now()
                 if remaining <= 0:
@@ -752,16 +755,18 @@ class Agent:
     def _belongs(self, item: Inbound, call: Call | None) -> bool:
         if call is None:
             return True
+        if item.call_id != call.call_id:
+            return False
         msg = item.message
-        if msg.call_id != call.call_id or isinstance(msg, Response) or not msg.to.tag:
-            return msg.call_id == call.call_id
+        if isinstance(msg, Response) or not msg.to.tag:
+            return True
         # either side's view of the dialog: a flow may name the call by the caller's Call object
         # while the callee waits for a request in it
         tags = {msg.from_.tag, msg.to.tag}
         return tags == {call.dialog.local_tag, call.dialog.remote_tag}
 
     def _match(self, expectation: Expectation, call: Call | None) -> Inbound | None:
-        for item in self.inbox:
+        for item in self._unconsumed:
             if not item.consumed and self._belongs(item, call) and expectation.mismatch(item.message) is None:
                 return item
         return None
@@ -769,7 +774,7 @@ class Agent:
     def _explain(self, expectation: Expectation, call: Call | None, timeout: float) -> str:
         lines = [f"{self.name}: expected {expectation.describe()} within {timeout:g} s"
                  + (f" in call {call.call_id}" if call else "") + "; got"]
-        pending = [i for i in self.inbox if not i.consumed and self._belongs(i, call)]
+        pending = [i for i in self._unconsumed if not i.consumed and self._belongs(i, call)]
         if not pending:
             lines[0] += " nothing"
         for item in pending[-8:]:
@@ -781,6 +786,13 @@ class Agent:
             lines.append(f"  ({len(self.defects)} unparsable messages; the last, {first_line!r} from "
                          f"{last.remote[0]}:{last.remote[1]}: {last.error})")
         return "\n".join(lines)
+
+    def forget_messages(self) -> None:
+        """Drop the log and every received message (long-running loads and benchmarks)."""
+        self.log.clear()
+        self.inbox.clear()
+        self._unconsumed.clear()
+        self.defects.clear()
 
     def messages(self, direction: str | None = None) -> list[Request | Response]:
         return [e.message for e in self.log if e.message is not None and

@@ -45,6 +45,10 @@ class Inbound:
     consumed: bool = False
     incoming: "Incoming | None" = None      # for requests
     request: "ClientRequest | None" = None  # for responses
+    call_id: str = ""                       # cached: expectations filter on it constantly
+
+    def __post_init__(self) -> None:
+        self.call_id = self.message.call_id or ""
 
     def summary(self) -> str:
         return self.message.summary()

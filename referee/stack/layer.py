@@ -32,6 +32,8 @@ class TransactionLayer:
         # (deadline, n, transaction): a heap so the next timer is found without scanning every
         # transaction; entries whose deadline no longer matches their transaction are stale.
         self._heap: list[tuple[float, int, Transaction]] = []
+        # INVITE server transactions that sent a 2xx, by (Call-ID, CSeq): where the ACK goes
+        self._accepted: dict[tuple[str | None, int], ServerTransaction] = {}
         self._n = itertools.count()
 
     def _schedule(self, tx: Transaction) -> None:
@@ -77,13 +79,11 @@ class TransactionLayer:
         if request.method == "ACK":
             # ACK for a 2xx has its own branch: match it to the INVITE server transaction that
             # is retransmitting that 2xx (same Call-ID and CSeq number), else hand it up alone.
-            for server in self.servers.values():
-                if (server.invite and server.state.value == "Accepted"
-                        and server.request.call_id == request.call_id
-                        and server.request.cseq.seq == request.cseq.seq):
-                    actions = server.receive(request, now)
-                    self._schedule(server)
-                    return actions
+            server = self._accepted.get((request.call_id, request.cseq.seq))
+            if server is not None and server.state.value == "Accepted":
+                actions = server.receive(request, now)
+                self._schedule(server)
+                return actions
             return [PassUp(request, None)]  # type: ignore[arg-type]
         tx = ServerTransaction(request, source, self.reliable, self.timers)
         tx.table_key = key
@@ -104,6 +104,8 @@ class TransactionLayer:
 
     def respond(self, tx: ServerTransaction, response: Response, now: float) -> list[Action]:
         actions = tx.respond(response, now)
+        if tx.invite and 200 <= response.status < 300:
+            self._accepted[(tx.request.call_id, tx.request.cseq.seq)] = tx
         self._schedule(tx)
         self._forget_if_done(tx)
         return actions
@@ -126,6 +128,10 @@ class TransactionLayer:
         table = self.clients if isinstance(tx, ClientTransaction) else self.servers
         if table.get(tx.table_key) is tx:
             del table[tx.table_key]
+        if isinstance(tx, ServerTransaction) and tx.invite:
+            key = (tx.request.call_id, tx.request.cseq.seq)
+            if self._accepted.get(key) is tx:
+                del self._accepted[key]
 
     def next_deadline(self) -> float | None:
         while self._heap and self._heap[0][2].deadline != self._heap[0][0]:
