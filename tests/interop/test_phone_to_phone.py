@@ -15,12 +15,13 @@ from referee.dut.driver import DriverError
 from referee.sip import Sipfrag
 from referee.wire import Capture
 
-# Known interop failures, observed on the wire; strict: a fix on either side turns them into failures
-# to look at.
+# Known interop failures, observed on the wire. Strict where deterministic (a fix on either side then
+# shows up as a failure to look at); the twinkle one is a race and may pass.
 LINPHONE_SUBSTATE = ("linphonec's final NOTIFY carries a malformed Subscription-State "
                      "('terminated;reason=reason=noresource'); the pjsip transferor never reports the outcome")
-TWINKLE_BYE_FIRST = ("twinkle as transferee sends BYE (CSeq n+1) on the original call before its final NOTIFY "
-                     "(CSeq n); pjsip answers that NOTIFY 500 Invalid CSeq and never reports the outcome")
+TWINKLE_BYE_FIRST = ("twinkle as transferee usually sends BYE (CSeq n+1) on the original call before its final "
+                     "NOTIFY (CSeq n); pjsip answers that NOTIFY 500 Invalid CSeq and never reports the outcome "
+                     "(a race inside twinkle: when the NOTIFY happens to go first the transfer completes)")
 
 TRANSFERS = [
     # (transferor, transferee, target)
@@ -29,7 +30,7 @@ TRANSFERS = [
     pytest.param("linphone", "refphone", "baresip"),
     pytest.param("twinkle", "refphone", "refphone"),
     pytest.param("refphone", "linphone", "twinkle", marks=pytest.mark.xfail(reason=LINPHONE_SUBSTATE, strict=True)),
-    pytest.param("refphone", "twinkle", "baresip", marks=pytest.mark.xfail(reason=TWINKLE_BYE_FIRST, strict=True)),
+    pytest.param("refphone", "twinkle", "baresip", marks=pytest.mark.xfail(reason=TWINKLE_BYE_FIRST, strict=False)),
 ]
 
 
