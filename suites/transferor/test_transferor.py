@@ -32,6 +32,8 @@ async def dut_calls(flow: Flow, name: str, callee: str) -> str:
     handle = await flow.dut("dial", {"to": f"{{{callee}.uri}}"})
     await flow.expect("INVITE", callee, timeout=TIMEOUT, answer=True, save=name)
     await flow.expect("ACK", callee, call=name, timeout=TIMEOUT)
+    # the DUT must itself know the call is up before it is told to transfer it
+    await flow.dut("event", {"kind": "confirmed", "call": handle}, timeout=TIMEOUT)
     return handle
 
 
