@@ -30,6 +30,8 @@ class DutRun:
 
 
 def read_verdicts(junit: pathlib.Path) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(DUT name, test purpose -> passed | failed | xfailed | skipped, test purpose -> full message)
+    from a `referee run` JUnit file; test cases are named `test_x[PURPOSE]`."""
     verdicts: dict[str, str] = {}
     messages: dict[str, str] = {}
     dut_name = ""
@@ -46,13 +48,17 @@ def read_verdicts(junit: pathlib.Path) -> tuple[str, dict[str, str], dict[str, s
         for child in case:
             if child.tag in ("failure", "error"):
                 verdict = "failed"
-                messages[purpose] = (child.get("message") or "").splitlines()[0][:200] if child.get("message") else ""
+                messages[purpose] = (child.get("message") or "") + "\n" + (child.text or "")
             elif child.tag == "skipped":
                 kind = (child.get("type") or "") + (child.get("message") or "")
                 verdict = "xfailed" if "xfail" in kind else "skipped"
-                messages[purpose] = (child.get("message") or "")[:200]
+                messages[purpose] = child.get("message") or ""
         verdicts[purpose] = verdict
     return dut_name, verdicts, messages
+
+
+def first_line(text: str, width: int = 200) -> str:
+    return (text.strip().splitlines() or [""])[0][:width]
 
 
 def run_profile(profile: pathlib.Path, report_root: pathlib.Path, extra: list[str]) -> DutRun:
@@ -87,7 +93,7 @@ def markdown(runs: list[DutRun]) -> str:
     failures = [(r, p, m) for r in runs for p, m in sorted(r.messages.items()) if r.verdicts.get(p) == "failed"]
     if failures:
         lines += ["", "## Failures", ""]
-        lines += [f"- **{r.name}** {p}: {m}" for r, p, m in failures]
+        lines += [f"- **{r.name}** {p}: {first_line(m)}" for r, p, m in failures]
     return "\n".join(lines) + "\n"
 
 
@@ -98,10 +104,11 @@ def junit(runs: list[DutRun]) -> str:
         for purpose, verdict in sorted(r.verdicts.items()):
             case = TestCase(purpose, classname=f"matrix.{r.profile.stem}")
             if verdict == "failed":
-                case.add_failure_info(message=r.messages.get(purpose, ""))
+                case.add_failure_info(message=first_line(r.messages.get(purpose, "")),
+                                      output=r.messages.get(purpose, ""))
             elif verdict in ("skipped", "xfailed"):
                 case.add_skipped_info(message=("known deviation: " if verdict == "xfailed" else "")
-                                      + r.messages.get(purpose, ""))
+                                      + first_line(r.messages.get(purpose, "")))
             cases.append(case)
         suites.append(TestSuite(r.name, cases, properties={"profile": str(r.profile.name)}))
     return to_xml_report_string(suites)

@@ -9,7 +9,8 @@ import dataclasses
 import pathlib
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
+
+from referee.matrix import read_verdicts
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PHONE = REPO / "tests" / "faulty" / "phone.py"
@@ -57,22 +58,6 @@ def run_suite(profile: pathlib.Path, report_dir: pathlib.Path, markers: str | No
 
 
 def read_junit(path: pathlib.Path) -> tuple[dict[str, str], dict[str, str]]:
-    verdicts: dict[str, str] = {}
-    messages: dict[str, str] = {}
-    if not path.exists():
-        return verdicts, messages
-    for case in ET.parse(path).getroot().iter("testcase"):
-        name = case.get("name", "")
-        if "[" not in name:
-            continue
-        purpose = name[name.index("[") + 1:name.rindex("]")]
-        verdict = "passed"
-        for child in case:
-            if child.tag in ("failure", "error"):
-                verdict = "failed"
-                messages[purpose] = child.get("message", "") + "\n" + (child.text or "")
-            elif child.tag == "skipped":
-                verdict = "xfailed" if "xfail" in (child.get("type", "") + child.get("message", "")) else "skipped"
-                messages[purpose] = child.get("message", "")
-        verdicts[purpose] = verdict
+    """Per-test-purpose verdicts and failure messages (the reader `referee matrix` uses)."""
+    _, verdicts, messages = read_verdicts(path)
     return verdicts, messages
