@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         from referee.report.cli_ladder import main as ladder_main
         return ladder_main(argv[1:])
     parser = argparse.ArgumentParser(prog="referee", description="SIP REFER conformance and interop test suite")
+    parser.add_argument("--version", action="version", version=f"referee {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the suites against a DUT (extra args go to pytest)")
     run.add_argument("--dut", help="DUT profile (default: the built-in reference phone)")
@@ -56,10 +57,20 @@ def main(argv: list[str] | None = None) -> int:
     return cmd_validate(args)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("referee")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def cmd_run(args, extra: list[str]) -> int:
     import pytest
     report_dir = pathlib.Path(args.report_dir).resolve()
     report_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("junit.xml", "certification.xml", "results.json", "index.html"):
+        (report_dir / name).unlink(missing_ok=True)      # never leave an older run's verdicts behind
     pytest_args = [str(SUITES), "--rootdir", str(REPO), "-c", str(REPO / "pytest.ini"),
                    f"--report-dir={report_dir}", f"--junitxml={report_dir / 'junit.xml'}", "-rfEs"]
     if args.dut:
@@ -68,15 +79,34 @@ def cmd_run(args, extra: list[str]) -> int:
         pytest_args += ["-k", args.keyword]
     pytest_args += ["-m", args.markers or "not load"]
     pytest_args += extra
-    code = int(pytest.main(pytest_args))
+    status = _RefereeStatus()
+    code = int(pytest.main(pytest_args, plugins=[status]))
     if (report_dir / "index.html").exists():
         print(f"\nreports: {report_dir / 'index.html'} (junit.xml, certification.xml, results.json; "
               f"per test: trace, pcap, ladder)")
-    else:
+    elif (report_dir / "junit.xml").exists():
         print(f"\nreports: {report_dir / 'junit.xml'}")
     if (report_dir / "load-junit.xml").exists():
         print(f"load results: {report_dir / 'load-junit.xml'}")
-    return {0: 0, 1: 1}.get(code, max(code, 2))
+    if status.exit is not None:
+        return status.exit
+    # pytest's own statuses: interrupted and usage errors mean the run could not start (2), an
+    # internal error is an ERROR of the suite (3), no test collected means nothing judged (5)
+    return {0: 0, 1: 1, 2: 2, 3: 3, 4: 2, 5: 5}.get(code, 3)
+
+
+class _RefereeStatus:
+    """Reads the exit status the referee report plugin computed from the verdicts."""
+
+    def __init__(self) -> None:
+        self.config = None
+
+    def pytest_configure(self, config) -> None:
+        self.config = config
+
+    @property
+    def exit(self) -> int | None:
+        return getattr(self.config, "referee_exit", None)
 
 
 def cmd_list(args) -> int:

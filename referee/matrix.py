@@ -16,7 +16,11 @@ import xml.etree.ElementTree as ET
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
-SYMBOLS = {"passed": "pass", "failed": "**FAIL**", "xfailed": "known", "skipped": "skip", "error": "**ERROR**"}
+SYMBOLS = {"passed": "pass", "failed": "**FAIL**", "inconclusive": "inconc.", "error": "ERROR", "xfailed": "known",
+           "xpassed": "pass (known)", "skipped": "n/a"}
+# the `verdict` property referee writes into junit.xml -> the names used here
+FROM_PROPERTY = {"PASS": "passed", "FAIL": "failed", "INCONCLUSIVE": "inconclusive", "ERROR": "error",
+                 "N/A": "skipped", "KNOWN FAILURE": "xfailed", "UNEXPECTED PASS": "xpassed"}
 
 
 @dataclasses.dataclass
@@ -25,13 +29,14 @@ class DutRun:
     name: str
     exit_code: int
     seconds: float
-    verdicts: dict[str, str]       # test purpose -> passed | failed | xfailed | skipped
+    verdicts: dict[str, str]       # test purpose -> passed | failed | inconclusive | error | xfailed | xpassed | skipped
     messages: dict[str, str]
 
 
 def read_verdicts(junit: pathlib.Path) -> tuple[str, dict[str, str], dict[str, str]]:
-    """(DUT name, test purpose -> passed | failed | xfailed | skipped, test purpose -> full message)
-    from a `referee run` JUnit file; test cases are named `test_x[PURPOSE]`."""
+    """(DUT name, test purpose -> passed | failed | inconclusive | error | xfailed | xpassed | skipped,
+    test purpose -> full message) from a `referee run` JUnit file; test cases are named
+    `test_x[PURPOSE]` and carry the `verdict` property."""
     verdicts: dict[str, str] = {}
     messages: dict[str, str] = {}
     dut_name = ""
@@ -47,13 +52,13 @@ def read_verdicts(junit: pathlib.Path) -> tuple[str, dict[str, str], dict[str, s
         verdict = "passed"
         for child in case:
             if child.tag in ("failure", "error"):
-                verdict = "failed"
+                verdict = "failed" if child.tag == "failure" else "error"
                 messages[purpose] = (child.get("message") or "") + "\n" + (child.text or "")
             elif child.tag == "skipped":
                 kind = (child.get("type") or "") + (child.get("message") or "")
                 verdict = "xfailed" if "xfail" in kind else "skipped"
-                messages[purpose] = child.get("message") or ""
-        verdicts[purpose] = verdict
+                messages[purpose] = (child.get("message") or "") + "\n" + (child.text or "")
+        verdicts[purpose] = FROM_PROPERTY.get(props.get("verdict", ""), verdict)
     return dut_name, verdicts, messages
 
 
@@ -77,23 +82,31 @@ def markdown(runs: list[DutRun]) -> str:
     purposes = sorted({p for r in runs for p in r.verdicts})
     lines = ["# Interop matrix", "",
              "Produced by `referee matrix`: every test purpose against every DUT profile in duts/.",
-             "pass = conformant; **FAIL** = the DUT violates the requirement (see its report);",
-             "known = a known deviation of that DUT (the test still fails; listed in its profile);",
-             "skip = the DUT does not declare the role or capability the test needs.", ""]
+             "pass = conformant; **FAIL** = the DUT violates the requirement, shown by a message it sent",
+             "(or one it was obliged to send and did not; its report names the message and the pcap frame);",
+             "inconc. = INCONCLUSIVE: the flow never reached the point of judging (e.g. the preamble failed,",
+             "or the product cannot perform an action the test needs); ERROR = the suite or its environment",
+             "failed, nothing is said about the DUT; known = a known deviation of that DUT (the test still",
+             "fails; listed in its profile); n/a = the DUT does not declare the role or capability the test needs.",
+             ""]
     lines.append("| test purpose | " + " | ".join(f"{r.name}" for r in runs) + " |")
     lines.append("|---|" + "---|" * len(runs))
     for purpose in purposes:
         cells = [SYMBOLS.get(r.verdicts.get(purpose, ""), "–") for r in runs]
         lines.append(f"| {purpose} | " + " | ".join(cells) + " |")
-    lines += ["", "| DUT | profile | passed | failed | known | skipped | run time |", "|---|---|---|---|---|---|---|"]
+    lines += ["", "| DUT | profile | PASS | FAIL | INCONCLUSIVE | ERROR | known | n/a | run time |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
-        count = lambda v: sum(1 for x in r.verdicts.values() if x == v)  # noqa: E731
-        lines.append(f"| {r.name} | `{r.profile.name}` | {count('passed')} | {count('failed')} | "
-                     f"{count('xfailed')} | {count('skipped')} | {r.seconds:.0f} s |")
-    failures = [(r, p, m) for r in runs for p, m in sorted(r.messages.items()) if r.verdicts.get(p) == "failed"]
-    if failures:
-        lines += ["", "## Failures", ""]
-        lines += [f"- **{r.name}** {p}: {first_line(m)}" for r, p, m in failures]
+        count = lambda *vs: sum(1 for x in r.verdicts.values() if x in vs)  # noqa: E731
+        lines.append(f"| {r.name} | `{r.profile.name}` | {count('passed', 'xpassed')} | {count('failed')} | "
+                     f"{count('inconclusive')} | {count('error')} | {count('xfailed')} | {count('skipped')} | "
+                     f"{r.seconds:.0f} s |")
+    for title, verdict in (("Failures (the DUT's evidence is in each test's report)", "failed"),
+                           ("Inconclusive", "inconclusive"), ("Errors", "error")):
+        items = [(r, p, m) for r in runs for p, m in sorted(r.messages.items()) if r.verdicts.get(p) == verdict]
+        if items:
+            lines += ["", f"## {title}", ""]
+            lines += [f"- **{r.name}** {p}: {first_line(m)}" for r, p, m in items]
     return "\n".join(lines) + "\n"
 
 
@@ -103,12 +116,15 @@ def junit(runs: list[DutRun]) -> str:
         cases = []
         for purpose, verdict in sorted(r.verdicts.items()):
             case = TestCase(purpose, classname=f"matrix.{r.profile.stem}")
+            message = first_line(r.messages.get(purpose, ""))
             if verdict == "failed":
-                case.add_failure_info(message=first_line(r.messages.get(purpose, "")),
-                                      output=r.messages.get(purpose, ""))
-            elif verdict in ("skipped", "xfailed"):
-                case.add_skipped_info(message=("known deviation: " if verdict == "xfailed" else "")
-                                      + first_line(r.messages.get(purpose, "")))
+                case.add_failure_info(message=message, output=r.messages.get(purpose, ""), failure_type="FAIL")
+            elif verdict == "error":
+                case.add_error_info(message=message, output=r.messages.get(purpose, ""), error_type="ERROR")
+            elif verdict in ("skipped", "xfailed", "inconclusive"):
+                prefix = {"xfailed": "known deviation: ", "inconclusive": "inconclusive: ",
+                          "skipped": "not applicable: "}[verdict]
+                case.add_skipped_info(message=prefix + message.removeprefix("not applicable: "))
             cases.append(case)
         suites.append(TestSuite(r.name, cases, properties={"profile": str(r.profile.name)}))
     return to_xml_report_string(suites)
@@ -119,8 +135,9 @@ def main(profiles: list[pathlib.Path], out_dir: pathlib.Path, report_root: pathl
     for profile in profiles:
         print(f"matrix: {profile} ...", flush=True)
         run = run_profile(profile, report_root, extra)
-        print(f"  {run.name}: {sum(v == 'passed' for v in run.verdicts.values())} passed, "
-              f"{sum(v == 'failed' for v in run.verdicts.values())} failed in {run.seconds:.0f} s", flush=True)
+        count = lambda v: sum(x == v for x in run.verdicts.values())  # noqa: E731
+        print(f"  {run.name}: {count('passed')} PASS, {count('failed')} FAIL, {count('inconclusive')} INCONCLUSIVE, "
+              f"{count('error')} ERROR in {run.seconds:.0f} s", flush=True)
         runs.append(run)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "interop-matrix.md").write_text(markdown(runs))

@@ -22,11 +22,12 @@ from typing import Iterable
 
 from referee.sip import (NameAddr, Request, Response, SipParseError, escape_header_value, parse,
                          parse_uri, SipUri)
-from referee.stack import (CSeqError, Dialog, PassUp, ReferNotifier, ReferSubscriber, Send,
+from referee.stack import (Absorbed, CSeqError, Dialog, PassUp, ReferNotifier, ReferSubscriber, Send,
                            TimedOut, TimerConfig, TransactionLayer, new_branch, new_tag)
 from referee.transport import DestinationPolicy, Received, Transport, TransportError, open_transport
 
-from .matchers import Expectation, ExpectationFailed, header_matchers
+from .evidence import Evidence, evidence_of
+from .matchers import Expectation, ExpectationFailed, header_matchers, kind_matches
 from .objects import Address, Call, ClientRequest, Inbound, Incoming, LogEntry
 
 Headers = dict[str, "str | None"] | Iterable[tuple[str, str]] | None
@@ -186,8 +187,8 @@ class Agent:
             return
         entry.message = msg
         actions = self.layer.receive(msg, received.source, self._now())
-        if not any(isinstance(a, PassUp) for a in actions):
-            entry.retransmission = True
+        if not any(isinstance(a, (PassUp, Absorbed)) for a in actions):
+            entry.retransmission = True     # absorbed by its transaction: a copy of one seen before
         await self._run(actions)
         self._wakeup.set()
 
@@ -724,6 +725,7 @@ class Agent:
         conditions; consume and return it. Raises ExpectationFailed with what came instead."""
         expectation = Expectation(what, header_matchers(headers), sipfrag, state, where)
         deadline = self._now() + timeout
+        started = time.time()
         async with self._changed:
             while True:
                 # checked under the lock that _inbox_add notifies with: no arrival can slip between
@@ -734,7 +736,8 @@ class Agent:
                     return item
                 remaining = deadline - self._now()
                 if remaining <= 0:
-                    raise ExpectationFailed(self._explain(expectation, call, timeout))
+                    raise ExpectationFailed(self._explain(expectation, call, timeout),
+                                            self._evidence(expectation, call, timeout, started))
                 try:
                     async with asyncio.timeout(remaining):
                         await self._changed.wait()
@@ -750,7 +753,10 @@ class Agent:
         except ExpectationFailed:
             return
         raise ExpectationFailed(f"{self.name}: expected no {expectation.describe()} within {within:g} s, "
-                                f"got {item.summary()}")
+                                f"got {item.summary()}",
+                                [evidence_of(self.name, item.message, item.source, item.time, "message",
+                                             f"no {expectation.describe()} within {within:g} s",
+                                             item.summary())])
 
     def _belongs(self, item: Inbound, call: Call | None) -> bool:
         if call is None:
@@ -786,6 +792,32 @@ class Agent:
             lines.append(f"  ({len(self.defects)} unparsable messages; the last, {first_line!r} from "
                          f"{last.remote[0]}:{last.remote[1]}: {last.error})")
         return "\n".join(lines)
+
+    def _evidence(self, expectation: Expectation, call: Call | None, timeout: float,
+                  started: float) -> list[Evidence]:
+        """What the DUT sent instead: the latest message of the awaited kind that failed a
+        condition; else what arrived unparsable while waiting; if nothing came, the absence."""
+        out = []
+        candidates = [i for i in self._unconsumed if not i.consumed and self._belongs(i, call)
+                      and kind_matches(expectation.what, i.message)]
+        if candidates:
+            # the latest one: earlier ones may be steps on the way (a NOTIFY 100 before the final one)
+            item = candidates[-1]
+            for part, expected, seen in expectation.problems(item.message):
+                out.append(evidence_of(self.name, item.message, item.source, item.time, part, expected, seen))
+        if not out:
+            for entry in [d for d in self.defects if d.time >= started][-3:]:
+                first = entry.raw.split(b"\n", 1)[0].strip().decode("utf-8", "replace")[:120]
+                src = f"{entry.remote[0]}:{entry.remote[1]}"
+                out.append(Evidence(self.name, first, src, "message", f"a well-formed {expectation.what}",
+                                    f"unparsable: {entry.error}", entry.time, entry.raw))
+        if not out:
+            where = f" in call {call.call_id}" if call else ""
+            others = [i.summary() for i in self._unconsumed if not i.consumed and self._belongs(i, call)]
+            seen = "nothing came" if not others else "only " + "; ".join(others[-4:])
+            out.append(Evidence(self.name, "", expected=f"{expectation.describe()} within {timeout:g} s{where}",
+                                seen=seen))
+        return out
 
     def forget_messages(self) -> None:
         """Drop the log and every received message (long-running loads and benchmarks)."""

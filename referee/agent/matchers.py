@@ -14,7 +14,14 @@ from referee.sip import Message, Request, Response, SipParseError
 
 
 class ExpectationFailed(AssertionError):
-    """An expected message did not arrive, or arrived different from what was required."""
+    """An expected message did not arrive, or arrived different from what was required.
+
+    `evidence` holds the messages (or the absence) that show it; see referee.agent.evidence.
+    """
+
+    def __init__(self, message: str = "", evidence: list | None = None) -> None:
+        super().__init__(message)
+        self.evidence = list(evidence or [])
 
 
 def kind_matches(what: str | int, msg: Message) -> bool:
@@ -76,23 +83,32 @@ class HeaderMatcher:
 
     def check(self, msg: Message) -> str | None:
         """None when satisfied, else a description of what was seen instead."""
+        problem = self.problem(msg)
+        return None if problem is None else problem[2]
+
+    def problem(self, msg: Message) -> tuple[str, str, str] | None:
+        """None when satisfied, else (header, expected, what was seen instead)."""
         values = msg.header_all(self.name)
         seen = values[0] if values else None
+        expected = self.describe()
         if self.op == "absent":
-            return None if not values else f"{self.name} present: {seen!r}"
+            return None if not values else (self.name, expected, f"{self.name} present: {seen!r}")
         if self.op == "present":
-            return None if values else f"{self.name} absent"
+            return None if values else (self.name, expected, f"{self.name} absent")
         if self.op == "count":
-            return None if len(values) == int(self.value) else f"{self.name} appears {len(values)} times"
+            ok = len(values) == int(self.value)
+            return None if ok else (self.name, expected, f"{self.name} appears {len(values)} times")
         if not values:
-            return f"{self.name} absent"
+            return (self.name, expected, f"{self.name} absent")
         if self.op == "equals":
-            return None if any(v == str(self.value) for v in values) else f"{self.name}: {seen!r}"
-        if self.op == "contains":
-            return None if any(str(self.value).lower() in v.lower() for v in values) else f"{self.name}: {seen!r}"
-        if self.op == "regex":
-            return None if any(re.search(str(self.value), v) for v in values) else f"{self.name}: {seen!r}"
-        raise ValueError(f"unknown header matcher op {self.op!r}")
+            ok = any(v == str(self.value) for v in values)
+        elif self.op == "contains":
+            ok = any(str(self.value).lower() in v.lower() for v in values)
+        elif self.op == "regex":
+            ok = any(re.search(str(self.value), v) for v in values)
+        else:
+            raise ValueError(f"unknown header matcher op {self.op!r}")
+        return None if ok else (self.name, expected, f"{self.name}: {seen!r}")
 
     def describe(self) -> str:
         if self.op in ("present", "absent"):
@@ -138,24 +154,31 @@ class Expectation:
         """None if `msg` satisfies the expectation, else why not (for error messages)."""
         if not kind_matches(self.what, msg):
             return "different method/status"
-        problems = [p for p in (m.check(msg) for m in self.headers) if p]
+        problems = self.problems(msg)
+        return "; ".join(seen for _, _, seen in problems) if problems else None
+
+    def problems(self, msg: Message) -> list[tuple[str, str, str]]:
+        """What keeps a message of the right kind from meeting the expectation: (part, expected, seen)."""
+        problems = [p for p in (m.problem(msg) for m in self.headers) if p]
         if self.sipfrag is not None:
             try:
                 status = msg.sipfrag().status
             except SipParseError as exc:
-                status, _ = None, problems.append(f"sipfrag unparsable: {exc.reason}")
+                status = None
+                problems.append(("sipfrag", f"status {self.sipfrag}", f"sipfrag unparsable: {exc.reason}"))
             if status is not None and not status_matches(self.sipfrag, status):
-                problems.append(f"sipfrag status {status}, expected {self.sipfrag}")
+                problems.append(("sipfrag", f"status {self.sipfrag}", f"sipfrag status {status}"))
         if self.state is not None:
             try:
                 sub = msg.subscription_state
                 if sub is None or sub.state != self.state.lower():
-                    problems.append(f"Subscription-State {msg.header('Subscription-State')!r}")
+                    problems.append(("Subscription-State", self.state,
+                                     f"Subscription-State {msg.header('Subscription-State')!r}"))
             except SipParseError as exc:
-                problems.append(f"Subscription-State unparsable: {exc.reason}")
+                problems.append(("Subscription-State", self.state, f"Subscription-State unparsable: {exc.reason}"))
         if self.where is not None and not self.where(msg):
-            problems.append("custom condition false")
-        return "; ".join(problems) if problems else None
+            problems.append(("message", "the step's condition", "custom condition false"))
+        return problems
 
     def describe(self) -> str:
         parts = [str(self.what)]

@@ -185,10 +185,13 @@ class ClientRequest:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(self.final_future)
         except TimeoutError:
+            from .evidence import Evidence
             seen = ", ".join(str(r.status) for r in self.responses) or "nothing"
             raise ExpectationFailed(
                 f"{self.agent.name}: no final response to {self.request.method} within {timeout:g} s "
-                f"(sent to {self.dest[0]}:{self.dest[1]}; got {seen})") from None
+                f"(sent to {self.dest[0]}:{self.dest[1]}; got {seen})",
+                [Evidence(self.agent.name, "", expected=f"a final response to {self.request.summary()} within "
+                          f"{timeout:g} s", seen=f"got {seen}")]) from None
 
     def __repr__(self) -> str:
         return f"<ClientRequest {self.request.summary()}>"

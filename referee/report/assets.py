@@ -77,7 +77,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .rate b{min-width:96px;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:1px 9px;border-radius:10px;font-size:12px;font-weight:bold;white-space:nowrap;
  color:#fff}
-.v-passed{background:#2e7d32}.v-failed{background:#c62828}.v-error{background:#6d1b7b}
+.v-passed{background:#2e7d32}.v-failed{background:#c62828}.v-error{background:#6d1b7b}.v-inconclusive{background:#5c6bc0}
 .v-known_failure{background:#e08a00}.v-unexpected_pass{background:#00838f}.v-skipped{background:#8b949c}
 .v-warning{background:#b8860b}
 .lvl{font-weight:bold;font-size:12px;padding:0 6px;border-radius:3px;border:1px solid}
@@ -93,6 +93,7 @@ details.test{background:#fff;border:1px solid #d5dbe1;border-left:6px solid #8b9
 details.test.v-passed{border-left-color:#2e7d32}
 details.test.v-failed{border-left-color:#c62828}
 details.test.v-error{border-left-color:#6d1b7b}
+details.test.v-inconclusive{border-left-color:#5c6bc0}
 details.test.v-known_failure{border-left-color:#e08a00}
 details.test.v-unexpected_pass{border-left-color:#00838f}
 details.test.warning{border-left-color:#b8860b}

@@ -7,7 +7,9 @@ once in each. Outcomes:
     SHOULD / MAY not met          <failure type="SHOULD">, or with should_as_warning
                                   <skipped message="warning: SHOULD not met: ...">
     known failure (strict xfail)  <skipped message="known failure (xfail): ...">
-    error                         <error>
+    inconclusive                  <skipped message="inconclusive: ..."> (not judged: the preamble
+                                  failed, or the product cannot perform an action)
+    error                         <error type="ERROR"> (the suite or its environment failed)
     not applicable                <skipped message="not applicable: ...">
 
 The file validates against the Jenkins JUnit schema (junit-10.xsd of the Jenkins xUnit plugin).
@@ -42,6 +44,12 @@ def _first_line(text: str) -> str:
     return line[:300]
 
 
+def _reason(text: str) -> str:
+    """The first line that says why (not the headline naming the verdict kind)."""
+    line = _first_line(text)
+    return line.split(": ", 1)[1] if line.startswith(("INCONCLUSIVE", "ERROR")) and ": " in line else line
+
+
 def case_for(record: TestRecord, classname: str, should_as_warning: bool, base: pathlib.Path) -> TestCase:
     name = record.name + (f": {record.title}" if record.title else "")
     props = {"verdict": record.verdict, "ladder": relative(record.ladder, base),
@@ -62,8 +70,12 @@ def case_for(record: TestRecord, classname: str, should_as_warning: bool, base: 
             case.add_failure_info(message=_x(message), output=_x(record.message),
                                   failure_type=record.level or "failure")
     elif record.verdict == "error":
-        case.add_error_info(message=_x(f"{ref}: no verdict: {_first_line(record.message)}"),
-                            output=_x(record.message), error_type="error")
+        case.add_error_info(message=_x(f"{ref}: not judged, error of the suite or its environment: "
+                                       f"{_reason(record.message)}"),
+                            output=_x(record.message), error_type="ERROR")
+    elif record.verdict == "inconclusive":
+        case.add_skipped_info(message=_x(f"inconclusive: {ref} not judged: {_reason(record.message)}"),
+                              output=_x(record.message))
     elif record.verdict == "known_failure":
         reason = record.known_failure or _first_line(record.message)
         case.add_skipped_info(message=_x(f"known failure (xfail): {reason}"), output=_x(record.message))

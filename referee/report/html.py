@@ -18,8 +18,10 @@ from .ladder import Arrow, Ladder
 from .ladder_render import clean, format_offset, ladder_box
 from .results import RunInfo, TestRecord, counts, group, level_rates, relative
 
-LABELS = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "known_failure": "KNOWN FAILURE",
-          "unexpected_pass": "UNEXPECTED PASS", "skipped": "N/A", "warning": "WARNING"}
+LABELS = {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE", "error": "ERROR",
+          "known_failure": "KNOWN FAILURE", "unexpected_pass": "UNEXPECTED PASS", "skipped": "N/A",
+          "warning": "WARNING"}
+UNJUDGED = ("inconclusive", "error")
 
 
 def shown_verdict(record: TestRecord, should_as_warning: bool) -> str:
@@ -58,11 +60,13 @@ def _summary_table(title: str, records: list[TestRecord], key: str) -> str:
         c, rates = counts(rs), level_rates(rs)
         rows.append(f"<tr><td><b>{_e(name)}</b></td><td class=num>{c['total']}</td>"
                     f"<td class=num>{c['passed'] + c['unexpected_pass']}</td><td class=num>{c['failed']}</td>"
+                    f"<td class=num>{c['inconclusive']}</td>"
                     f"<td class=num>{c['known_failure']}</td><td class=num>{c['error']}</td>"
                     f"<td class=num>{c['skipped']}</td>"
                     + "".join(f"<td>{_rate(rates[level])}</td>" for level in ("MUST", "SHOULD")) + "</tr>")
     return (f'<h2>{_e(title)}</h2><table class="summary" data-summary="{key}"><thead><tr><th>{_e(key.upper() if key == "rfc" else key)}</th>'
-            "<th>tests</th><th>passed</th><th>failed</th><th>known failures</th><th>errors</th><th>n/a</th>"
+            "<th>tests</th><th>passed</th><th>failed</th><th>inconclusive</th><th>known failures</th><th>errors</th>"
+            "<th>n/a</th>"
             "<th>MUST met</th><th>SHOULD met</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
@@ -73,16 +77,19 @@ def _banner(records: list[TestRecord], run: RunInfo) -> str:
     rates = level_rates(records)
     must, should = rates["MUST"], rates["SHOULD"]
     errors = sum(1 for r in records if r.verdict == "error")
+    inconclusive = sum(1 for r in records if r.verdict == "inconclusive")
     parts = []
     if must["applicable"]:
         parts.append(f"MUST requirements met: {must['met']} of {must['applicable']}")
     if should["applicable"]:
         parts.append(f"SHOULD: {should['met']} of {should['applicable']}")
+    if inconclusive:
+        parts.append(f"{inconclusive} inconclusive (not judged)")
     if errors:
-        parts.append(f"{errors} test{'s' if errors > 1 else ''} without verdict")
+        parts.append(f"{errors} error{'s' if errors > 1 else ''} of the suite or its environment")
     if not parts:
         parts.append(f"{len(records)} tests, none with a requirement verdict")
-    ok = must["met"] == must["applicable"] and not errors
+    ok = must["met"] == must["applicable"] and not errors and not inconclusive
     cls = "pass" if ok and should["met"] == should["applicable"] else "warn" if ok else "fail"
     out.append(f'<div class="banner {cls}" id="verdict">{_e(" — ".join(parts))}</div>')
     return "".join(out)
@@ -90,7 +97,8 @@ def _banner(records: list[TestRecord], run: RunInfo) -> str:
 
 def _chips(records: list[TestRecord]) -> str:
     c = counts(records)
-    items = [("passed", c["passed"]), ("failed", c["failed"]), ("known failures", c["known_failure"]),
+    items = [("passed", c["passed"]), ("failed", c["failed"]), ("inconclusive", c["inconclusive"]),
+             ("known failures", c["known_failure"]),
              ("unexpected passes", c["unexpected_pass"]), ("errors", c["error"]), ("not applicable", c["skipped"])]
     return '<div class="chips">' + "".join(
         f'<div class="chip" data-count="{_e(name)}">{n}<span>{_e(name)}</span></div>'
@@ -98,14 +106,14 @@ def _chips(records: list[TestRecord]) -> str:
 
 
 def _test_list(records: list[TestRecord], run: RunInfo) -> str:
-    filters = [("all", "All"), ("problems", "Failures & errors"), ("failed", "Failed"), ("known_failure", "Known failures"),
-               ("passed", "Passed"), ("skipped", "N/A")]
+    filters = [("all", "All"), ("problems", "Not passed"), ("failed", "Failed"), ("inconclusive", "Inconclusive"),
+               ("error", "Errors"), ("known_failure", "Known failures"), ("passed", "Passed"), ("skipped", "N/A")]
     buttons = "".join(f'<button data-filter="{f}" class="{"on" if f == "all" else ""}">{label}</button>'
                       for f, label in filters)
     rows = []
     for r in records:
         v = shown_verdict(r, run.should_as_warning)
-        problem = "1" if r.verdict in ("failed", "error") else "0"
+        problem = "1" if r.verdict in ("failed",) + UNJUDGED else "0"
         rows.append(f'<tr class="test-row" data-target="{anchor(r)}" data-verdict="{r.verdict}" data-problem="{problem}">'
                     f"<td>{_badge(v)}</td><td class=mono><a href=\"#{anchor(r)}\">{_e(r.name)}</a></td>"
                     f"<td>{_e(r.title)}</td><td>{_e(r.rfc)} {('§' + _e(r.section)) if r.section else ''} {_level(r.level)}</td>"
@@ -127,11 +135,28 @@ def _steps(trace: dict) -> str:
         return ""
     rows = "".join(
         f'<tr class="{_e(s.get("status", ""))}"><td class=mono>{_e(s.get("index", ""))}</td>'
+        f'<td class="ph ph-{_e(s.get("phase") or "body")}">{_e(s.get("phase") or "body")}</td>'
         f'<td class="st st-{_e(s.get("status", ""))}">{_e(s.get("status", ""))}</td>'
         f'<td>{_e(s.get("description", ""))}</td><td class=mono>{_e(s.get("line", ""))}</td>'
         f'<td><pre>{_e(s.get("detail") or "")}</pre></td></tr>' for s in steps)
     return ('<details class="stepbox" open><summary>Steps</summary><table class="steps"><thead><tr><th>#</th>'
-            "<th>status</th><th>step</th><th>line</th><th>detail</th></tr></thead><tbody>" + rows + "</tbody></table></details>")
+            "<th>phase</th><th>status</th><th>step</th><th>line</th><th>detail</th></tr></thead><tbody>" + rows
+            + "</tbody></table></details>")
+
+
+def _evidence(evidence: list[dict], record: TestRecord, base: pathlib.Path) -> str:
+    """The DUT's messages (or their absence) the FAIL rests on, with their capture.pcap frames."""
+    pcap = _link("capture.pcap", record.pcap, base)
+    rows = []
+    for e in evidence:
+        frame = f"{e['frame']}" if e.get("frame") else ("—" if e.get("message") else "not sent")
+        rows.append(f"<tr><td>{_e(e.get('party', ''))}</td><td class=mono>{_e(e.get('message') or '(nothing)')}</td>"
+                    f"<td class=mono>{_e(e.get('source') or '')}</td><td>{_e(e.get('part') or '')}</td>"
+                    f"<td>{_e(e.get('expected') or '')}</td><td><pre>{_e(e.get('seen') or '')}</pre></td>"
+                    f"<td class=num>{_e(frame)}</td></tr>")
+    return (f'<div class="evidence"><h4>Evidence {("(frames of " + pcap + ")") if pcap else ""}</h4>'
+            '<table class="steps"><thead><tr><th>at</th><th>message</th><th>from</th><th>part</th><th>expected</th>'
+            "<th>seen</th><th>frame</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>")
 
 
 def _messages(ladder: Ladder, prefix: str) -> str:
@@ -166,10 +191,10 @@ LEGEND = ('<div class="legend"><span><i style="border-color:#1f5fa8"></i>request
 def _test_section(record: TestRecord, trace: dict | None, ladder: Ladder | None, run: RunInfo,
                   base: pathlib.Path, index: int) -> str:
     v = shown_verdict(record, run.should_as_warning)
-    is_open = " open" if record.verdict in ("failed", "error") else ""
+    is_open = " open" if record.verdict in ("failed",) + UNJUDGED else ""
     prefix = f"L{index}"
     out = [f'<details class="test v-{record.verdict}{" warning" if v == "warning" else ""}" id="{anchor(record)}" '
-           f'data-verdict="{record.verdict}" data-problem="{"1" if record.verdict in ("failed", "error") else "0"}"{is_open}>'
+           f'data-verdict="{record.verdict}" data-problem="{"1" if record.verdict in ("failed",) + UNJUDGED else "0"}"{is_open}>'
            f'<summary>{_badge(v)}<span class="tp">{_e(record.name)}</span><span class="ttl">{_e(record.title)}</span>'
            f"{_level(record.level)}<span class=muted>{_e(record.reference)}</span>"
            f"<span class=muted>{record.duration:.1f} s</span></summary><div class=body>"]
@@ -183,9 +208,14 @@ def _test_section(record: TestRecord, trace: dict | None, ladder: Ladder | None,
     if record.verdict == "known_failure":
         out.append(f'<div class="findings"><h4>Known deviation of this DUT (listed in its profile)</h4>'
                    f"<pre>{_e(record.known_failure or record.message.split(chr(10))[0])}</pre></div>")
-    if record.verdict in ("failed", "error", "known_failure") and record.message:
-        title = {"failed": "Why it failed", "error": "Error", "known_failure": "How it fails"}[record.verdict]
-        out.append(f'<div class="failure"><h4>{title}</h4><pre>{_e(record.message)}</pre></div>')
+    if record.verdict in ("failed", "inconclusive", "error", "known_failure") and record.message:
+        title = {"failed": "Why it failed", "inconclusive": "Why it was not judged",
+                 "error": "Error of the suite or its environment (nothing is said about the DUT)",
+                 "known_failure": "How it fails"}[record.verdict]
+        out.append(f'<div class="failure v-{record.verdict}"><h4>{title}</h4><pre>{_e(record.message)}</pre></div>')
+    evidence = (trace or {}).get("evidence") or []
+    if evidence and record.verdict in ("failed", "known_failure"):
+        out.append(_evidence(evidence, record, base))
     elif record.verdict == "skipped":
         out.append(f'<div class="req muted">Not run: {_e(record.message)}</div>')
     findings = (trace or {}).get("findings") or []

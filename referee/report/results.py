@@ -4,9 +4,13 @@ A `TestRecord` is built from pytest's reports (setup/call/teardown of one test, 
 forwarded by pytest-xdist) and the test's properties (`record_property`: test_purpose, rfc,
 section, level, role, trace, pcap, known_failure ...). Verdicts:
 
-    passed            the requirement is met
-    failed            it is not (the level says whether that is a MUST, SHOULD or MAY)
-    error             the test could not run to a verdict (setup/teardown error, crash)
+    passed            PASS: the requirement is met
+    failed            FAIL: it is not, shown by a message of the DUT (the level says whether that
+                      is a MUST, SHOULD or MAY)
+    inconclusive      INCONCLUSIVE: the flow never reached the point of judging (preamble failed,
+                      the product cannot perform an action)
+    error             ERROR: the suite or the environment failed (crash, bind error, missing
+                      program, exception inside referee); nothing is said about the DUT
     known_failure     a strict xfail: the DUT profile lists it as a known deviation, and it still fails
     unexpected_pass   an xfail that passed: the DUT meets a requirement its profile lists as a known
                       failure (pytest fails a strict one; the requirement is met all the same)
@@ -22,7 +26,10 @@ import os
 import pathlib
 import re
 
-VERDICTS = ("passed", "failed", "error", "known_failure", "unexpected_pass", "skipped")
+VERDICTS = ("passed", "failed", "inconclusive", "error", "known_failure", "unexpected_pass", "skipped")
+# the verdicts reports carry (fixtures/verdicts.py) -> the names used here
+FROM_REPORT = {"pass": "passed", "fail": "failed", "inconclusive": "inconclusive", "error": "error",
+               "na": "skipped", "known_failure": "known_failure", "unexpected_pass": "unexpected_pass"}
 LEVELS = ("MUST", "SHOULD", "MAY")
 PROPERTY_KEYS = ("test_purpose", "rfc", "section", "level", "role", "scenario", "dut", "trace", "pcap",
                  "known_failure", "title", "requirement")
@@ -78,6 +85,10 @@ class TestRecord:
         wasxfail = getattr(report, "wasxfail", None)
         if when == "teardown":
             self.finished = True
+        verdict = FROM_REPORT.get(getattr(report, "referee_verdict", None) or "")
+        if when == "call" and verdict in ("inconclusive", "error"):
+            self.verdict, self.message = verdict, _skip_reason(report) if report.skipped else _text(report)
+            return
         if report.passed:
             if when == "call" and wasxfail is not None:
                 self.verdict, self.message = "unexpected_pass", str(wasxfail)
@@ -234,7 +245,7 @@ def load_trace(record: TestRecord) -> dict | None:
 
 
 def record_dict(record: TestRecord, base: pathlib.Path, trace: dict | None) -> dict:
-    steps = [{k: s.get(k) for k in ("index", "line", "description", "status", "detail", "requirement")}
+    steps = [{k: s.get(k) for k in ("index", "line", "description", "status", "detail", "requirement", "phase")}
              for s in (trace or {}).get("steps", [])]
     return {
         "nodeid": record.nodeid, "test_purpose": record.test_purpose, "title": record.title,
@@ -242,6 +253,9 @@ def record_dict(record: TestRecord, base: pathlib.Path, trace: dict | None) -> d
                         "text": record.requirement, "reference": record.reference},
         "role": record.role, "scenario": record.scenario, "dut": record.dut,
         "verdict": record.verdict, "duration": round(record.duration, 3), "message": record.message,
+        "phase": (trace or {}).get("phase") or None,
+        "evidence": [{k: e.get(k) for k in ("party", "message", "source", "part", "expected", "seen", "frame")}
+                     for e in (trace or {}).get("evidence", [])],
         "worker": record.worker or None,
         "known_failure": record.known_failure or None,
         "findings": list((trace or {}).get("findings", [])),

@@ -13,24 +13,34 @@ import re
 import sys
 import time
 
-from referee.agent import Agent, ExpectationFailed
+from referee.agent import Agent, Evidence, ExpectationFailed, evidence_of
 from referee.agent.objects import Call, ClientRequest, Inbound
 from referee.sip import Request, Response
 
 from .binding import Binding
 from .trace import StepResult, Trace, TraceMessage
+from .verdict import ERROR, FAIL, INCONCLUSIVE, PASS, PHASES, HarnessError, Inconclusive, classify
 
 _VAR = re.compile(r"\{([A-Za-z_][\w-]*)\.([\w-]+)\}")
 
 
 class StepFailed(AssertionError):
-    """A flow step did not hold. str() is the full message for the report."""
+    """A flow step did not hold. str() is the full message for the report.
 
-    def __init__(self, where: str, message: str, step: StepResult | None = None) -> None:
+    `verdict` is what it means for the test (referee.scenario.verdict: fail, inconclusive, error;
+    None for a postamble step whose failure leaves the verdict as it was); `evidence` the
+    messages that show it (referee.agent.Evidence).
+    """
+
+    def __init__(self, where: str, message: str, step: StepResult | None = None, verdict: str | None = FAIL,
+                 evidence: list | None = None, phase: str = "body") -> None:
         super().__init__(f"{where}: {message}")
         self.where = where
         self.message = message
         self.step = step
+        self.verdict = verdict
+        self.evidence = list(evidence or [])
+        self.phase = phase
 
 
 class Flow:
@@ -45,6 +55,18 @@ class Flow:
         self._counter = 0
         self._matched: dict[int, str] = {}      # id(message) -> step index
         self._current = ""
+        self.phase = "body"           # the phase steps run in now (see `in_phase`)
+
+    @contextlib.contextmanager
+    def in_phase(self, phase: str):
+        """Run the steps inside as the preamble, body or postamble of the test purpose."""
+        if phase not in PHASES:
+            raise ValueError(f"phase {phase!r} is not one of {', '.join(PHASES)}")
+        before, self.phase = self.phase, phase
+        try:
+            yield
+        finally:
+            self.phase = before
 
     # -- step bookkeeping -------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -55,7 +77,7 @@ class Flow:
             index = str(self._counter)
         if not line and self.source_file:
             line = self._caller_line()
-        result = StepResult(index, line, description, "passed", time.time(), 0.0, requirement)
+        result = StepResult(index, line, description, "passed", time.time(), 0.0, requirement, phase=self.phase)
         self.trace.steps.append(result)
         self._current = index
         where = f"{self.source}:{line}: step {index}" if self.source else f"step {index}"
@@ -64,12 +86,17 @@ class Flow:
         except StepFailed:
             result.status, result.ended = "failed", time.time()
             raise
-        except (ExpectationFailed, AssertionError) as exc:
-            result.status, result.ended, result.detail = "failed", time.time(), str(exc)
-            raise StepFailed(f"{where} ({description})", str(exc), result) from None
-        except (KeyError, ValueError, OSError) as exc:
-            result.status, result.ended, result.detail = "failed", time.time(), str(exc)
-            raise StepFailed(f"{where} ({description})", f"{type(exc).__name__}: {exc}", result) from None
+        except Exception as exc:      # noqa: BLE001 - every failure of a step becomes a verdict
+            verdict = classify(exc, self.phase)
+            result.status, result.ended = "failed", time.time()
+            if isinstance(exc, AssertionError) or verdict == INCONCLUSIVE:
+                text = str(exc)
+            else:
+                # not the DUT's doing: name the exception and where in referee it came from
+                text = f"{type(exc).__name__}: {exc}{_origin(exc)}"
+            result.detail = text
+            raise StepFailed(f"{where} ({description})", text, result, verdict,
+                             getattr(exc, "evidence", None), self.phase) from None
         else:
             result.ended = time.time()
 
@@ -215,10 +242,21 @@ class Flow:
                      timeout: float = 5.0, optional: bool = False, save: str | None = None,
                      reply: int | None = None, reply_headers: dict | None = None, reply_body: str | None = None,
                      reply_content_type: str | None = None, answer: bool = False, line: int = 0,
-                     index: str | None = None, requirement: str | None = None) -> Inbound | None:
+                     index: str | None = None, requirement: str | None = None,
+                     if_absent: str = "fail") -> Inbound | None:
+        """Wait for a message at an agent. In the body, a message of the right kind that breaks a
+        condition is a FAIL; nothing of that kind at all is a FAIL too, unless `if_absent` is
+        'inconclusive' (the message is a prerequisite judged by another test purpose)."""
         desc = f"{at} expects {what}" + (" (optional)" if optional else "")
         async with self.step(desc, line, index, requirement) as result:
-            item = await self._expect_one(what, at, call, response_to, headers, sipfrag, state, timeout, optional)
+            try:
+                item = await self._expect_one(what, at, call, response_to, headers, sipfrag, state, timeout,
+                                              optional)
+            except ExpectationFailed as exc:
+                if if_absent == "inconclusive" and all(e.absent for e in exc.evidence):
+                    raise Inconclusive(f"{exc}\n(its absence is judged by another test purpose; without it "
+                                       f"this requirement cannot be judged)") from None
+                raise
             if item is None:
                 result.status, result.detail = "skipped", f"optional {what} not seen within {timeout:g} s"
                 return None
@@ -338,8 +376,8 @@ class Flow:
     def _driver(self):
         dut = self.binding.dut
         if dut is None or dut.driver is None:
-            raise ExpectationFailed("this step needs a DUT driver (the DUT profile has none): "
-                                    "the DUT cannot be made to act")
+            raise HarnessError("this step needs a DUT driver (the DUT profile has none): "
+                               "the DUT cannot be made to act")
         return dut.driver
 
     async def wait(self, seconds: float, line: int = 0, index: str | None = None) -> None:
@@ -360,23 +398,57 @@ class Flow:
                     raise ExpectationFailed(f"call {call} ({c.call_id}) is still up after {grace:g} s") from None
 
     # -- trace ---------------------------------------------------------------------------------
-    def finish(self, failure: str | None = None) -> Trace:
-        """Collect every agent's messages into the trace (time order)."""
-        self.trace.failure = failure
+    def finish(self, failure: "StepFailed | str | None" = None) -> Trace:
+        """Collect every agent's messages into the trace (time order) and set its verdict."""
+        trace = self.trace
+        if isinstance(failure, StepFailed):
+            trace.failure, trace.verdict, trace.phase = str(failure), failure.verdict or FAIL, failure.phase
+            trace.evidence = list(failure.evidence)
+        elif failure is not None:
+            trace.failure, trace.verdict, trace.phase = str(failure), ERROR, self.phase
+        else:
+            trace.failure, trace.verdict, trace.phase = None, PASS, ""
         for party, agent in self.binding.agents.items():
             for entry in agent.log:
                 msg = entry.message
                 summary = msg.summary() if msg is not None else f"unparsable: {entry.error}"
-                self.trace.messages.append(TraceMessage(
+                trace.messages.append(TraceMessage(
                     entry.time, party, entry.direction, entry.local, entry.remote, entry.transport, summary,
                     entry.raw, self._matched.get(id(msg)) if msg is not None else None, entry.error,
                     entry.retransmission))
-            self.trace.findings += [f"{party}: {f}" for f in agent.findings]
-        self.trace.messages.sort(key=lambda m: m.time)
+            trace.findings += [f"{party}: {f}" for f in agent.findings]
+        trace.messages.sort(key=lambda m: m.time)
         # matched: indices into trace.messages (meaningful in trace.json, unlike object ids)
-        for step in self.trace.steps:
-            step.matched = [i for i, m in enumerate(self.trace.messages) if m.step == step.index]
-        return self.trace
+        for step in trace.steps:
+            step.matched = [i for i, m in enumerate(trace.messages) if m.step == step.index]
+        return trace
+
+    # -- evidence ------------------------------------------------------------------------------
+    def violation(self, msg: Request | Response | Inbound, part: str, expected: str, seen: str,
+                  text: str | None = None) -> ExpectationFailed:
+        """An ExpectationFailed carrying the evidence of `msg` (found in the agents' logs: who got
+        it, from where, when). Raise it from a step: `raise flow.violation(notify, 'Event', ...)`."""
+        return ExpectationFailed(text or f"{part}: expected {expected}, seen {seen}",
+                                 [self.evidence(msg, part, expected, seen)])
+
+    def evidence(self, msg: Request | Response | Inbound, part: str, expected: str, seen: str) -> Evidence:
+        message = _message_of(msg)
+        for party, agent in self.binding.agents.items():
+            for entry in agent.log:
+                if entry.message is message and entry.direction == "received":
+                    return evidence_of(party, message, entry.remote, entry.time, part, expected, seen)
+        return evidence_of("", message, None, 0.0, part, expected, seen)
+
+
+def _origin(exc: BaseException) -> str:
+    """' (at referee/x.py:12 in f)': the innermost frame of the traceback inside referee."""
+    import traceback
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/referee/" in f.filename.replace("\\", "/")]
+    if not frames:
+        return ""
+    f = frames[-1]
+    short = f.filename.replace("\\", "/").split("/referee/", 1)[-1]
+    return f" (at referee/{short}:{f.lineno} in {f.name})"
 
 
 def _message_of(item) -> Request | Response:

@@ -17,14 +17,15 @@ from .model import (DUT_ROLES, LEVELS, TOPOLOGIES, AnyOrderStep, CallStep, Check
 from .yamlsrc import LDict, LList, YamlError, line_of, load_yaml
 
 TOP_KEYS = {"id", "title", "rfc", "section", "level", "requirement", "dut", "dut_kinds", "needs", "topology",
-            "markers", "parties", "steps", "description"}
-REQUIRED_TOP = ("id", "title", "rfc", "section", "level", "dut", "parties", "steps")
+            "markers", "parties", "preamble", "body", "postamble", "description"}
+REQUIRED_TOP = ("id", "title", "rfc", "section", "level", "dut", "parties", "body")
+PHASE_KEYS = ("preamble", "body", "postamble")
 COMMON_STEP_KEYS = {"requirement", "note"}
 STEP_KEYS = {
     "call": {"call", "from", "to", "headers", "expect", "timeout", "sdp"},
     "send": {"send", "from", "in", "to", "uri", "headers", "body", "content_type", "save", "raw"},
     "expect": {"expect", "at", "in", "for", "headers", "sipfrag", "state", "timeout", "optional", "save",
-               "reply", "reply_headers", "reply_body", "reply_content_type", "answer"},
+               "reply", "reply_headers", "reply_body", "reply_content_type", "answer", "if_absent"},
     "expect_none": {"expect_none", "at", "in", "within", "headers"},
     "reply": {"reply", "at", "to", "headers", "body", "content_type"},
     "any_order": {"any_order"},
@@ -113,6 +114,10 @@ class _Validator:
     def scenario(self, data) -> Scenario:
         if not isinstance(data, LDict):
             raise self.fail(line_of(data, default=1), "a scenario file must be a mapping (id:, title:, steps: ...)")
+        if "steps" in data:
+            raise self.fail(line_of(data, "steps"), "'steps' is split into 'preamble' (bring the parties to the "
+                                                    "state under test), 'body' (the behaviour the requirement is "
+                                                    "about) and 'postamble' (clean up): only the body can FAIL")
         for key in data:
             if key not in TOP_KEYS:
                 raise self.fail(line_of(data, key), f"unknown top-level key {key!r}{_suggest(key, TOP_KEYS)}")
@@ -138,10 +143,20 @@ class _Validator:
         requirement = Requirement(rfc, str(data["section"]), level, self.string(data, "requirement", ""))
         self.parties = self.parse_parties(data["parties"], line_of(data, "parties"))
         default_kinds = ["pbx"] if role == "pbx" else ["proxy"] if role == "proxy" else ["phone"]
-        steps_node = data["steps"]
-        if not isinstance(steps_node, LList) or not steps_node:
-            raise self.fail(line_of(data, "steps"), "steps must be a non-empty list")
-        steps = [self.step(node, str(i + 1)) for i, node in enumerate(steps_node)]
+        steps: list[Step] = []
+        for phase in PHASE_KEYS:
+            if phase not in data:
+                continue
+            node = data[phase]
+            if not isinstance(node, LList) or (phase == "body" and not node):
+                raise self.fail(line_of(data, phase), f"{phase} must be a {'non-empty ' if phase == 'body' else ''}"
+                                                      f"list of steps")
+            for child in node:
+                step = self.step(child, str(len(steps) + 1))
+                step.phase = phase
+                for sub in getattr(step, "steps", []):
+                    sub.phase = phase
+                steps.append(step)
         return Scenario(
             id=sid, title=self.string(data, "title"), file=self.path, requirement=requirement, dut_role=role,
             parties=self.parties, steps=steps, needs=self.string_list(data, "needs"),
@@ -228,6 +243,12 @@ class _Validator:
             raise self.fail(line_of(node, key), f"{prefix}: {key} must be a string")
         self.check_variables(str(value), line_of(node, key), prefix)
         return str(value)
+
+    def choice(self, node: LDict, key: str, prefix: str, choices: tuple[str, ...], default: str) -> str:
+        value = node.get(key, default)
+        if value not in choices:
+            raise self.fail(line_of(node, key), f"{prefix}: {key} must be one of {', '.join(choices)}, got {value!r}")
+        return value
 
     def number(self, node: LDict, key: str, prefix: str, default: float) -> float:
         value = node.get(key, default)
@@ -387,7 +408,8 @@ class _Validator:
                           reply=reply, reply_headers=self.headers(node, "reply_headers", prefix, matchers=False),
                           reply_body=self.opt_str(node, "reply_body", prefix),
                           reply_content_type=self.opt_str(node, "reply_content_type", prefix),
-                          answer=bool(node.get("answer", False)))
+                          answer=bool(node.get("answer", False)),
+                          if_absent=self.choice(node, "if_absent", prefix, ("fail", "inconclusive"), "fail"))
         if step.answer and str(what).upper() != "INVITE":
             raise self.fail(line_of(node, "answer"), f"{prefix}: answer: true only applies to expect: INVITE")
         if step.save:

@@ -40,6 +40,7 @@ class Step:
     index: str = ""                       # "3", or "4.2" inside an any_order group
     requirement: str | None = None        # per-step requirement tag
     note: str = ""
+    phase: str = "body"                   # preamble | body | postamble
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -94,6 +95,7 @@ class ExpectStep(Step):
     reply_body: str | None = None
     reply_content_type: str | None = None
     answer: bool = False          # for INVITE: answer with SDP and create the call `save`
+    if_absent: str = "fail"       # in the body, when nothing of this kind came: fail | inconclusive
 
     def describe(self) -> str:
         extra = []

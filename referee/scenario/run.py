@@ -16,38 +16,62 @@ def _expect_args(step: ExpectStep) -> dict:
                 sipfrag=step.sipfrag, state=step.state, timeout=step.timeout, optional=step.optional,
                 save=step.save, reply=step.reply, reply_headers=step.reply_headers, reply_body=step.reply_body,
                 reply_content_type=step.reply_content_type, answer=step.answer, line=step.line,
-                requirement=step.requirement)
+                requirement=step.requirement, if_absent=step.if_absent)
 
 
 async def run_steps(flow: Flow, scenario: Scenario) -> None:
+    """Preamble and body (a failure raises StepFailed), then the postamble in any case."""
+    main = [s for s in scenario.steps if s.phase != "postamble"]
+    try:
+        for step in main:
+            flow.phase = step.phase
+            await run_step(flow, step)
+    except StepFailed:
+        await run_postamble(flow, scenario)
+        raise
+    await run_postamble(flow, scenario)
+
+
+async def run_postamble(flow: Flow, scenario: Scenario) -> None:
+    """Clean-up steps: each is tried; one that does not hold is a finding, never a verdict."""
+    flow.phase = "postamble"
     for step in scenario.steps:
-        common = dict(line=step.line, index=step.index)
-        if isinstance(step, CallStep):
-            await flow.call(step.name, step.caller, step.callee, step.headers, step.expect, step.timeout,
-                            step.sdp, requirement=step.requirement, **common)
-        elif isinstance(step, SendStep):
-            await flow.send(step.method, step.sender, step.call, step.to, step.uri, step.headers, step.body,
-                            step.content_type, step.save, step.raw, requirement=step.requirement, **common)
-        elif isinstance(step, ExpectStep):
-            args = _expect_args(step)
-            await flow.expect(**args, index=step.index)
-        elif isinstance(step, ExpectNoneStep):
-            await flow.expect_none(step.what, step.at, step.within, step.call, step.headers,
-                                   requirement=step.requirement, **common)
-        elif isinstance(step, ReplyStep):
-            await flow.reply(step.status, step.at, step.to, step.headers, step.body, step.content_type,
-                             requirement=step.requirement, **common)
-        elif isinstance(step, AnyOrderStep):
-            await flow.any_order([_expect_args(s) for s in step.steps], requirement=step.requirement, **common)
-        elif isinstance(step, DutStep):
-            await flow.dut(step.action, dict(step.args), step.timeout, step.save, requirement=step.requirement,
-                           **common)
-        elif isinstance(step, WaitStep):
-            await flow.wait(step.seconds, **common)
-        elif isinstance(step, CheckStep):
-            await flow.check(step.call, step.up, requirement=step.requirement, **common)
-        else:   # pragma: no cover - the loader only builds the kinds above
-            raise TypeError(f"unknown step {step!r}")
+        if step.phase != "postamble":
+            continue
+        try:
+            await run_step(flow, step)
+        except StepFailed as exc:
+            flow.trace.findings.append(f"postamble: {exc}")
+
+
+async def run_step(flow: Flow, step) -> None:
+    common = dict(line=step.line, index=step.index)
+    if isinstance(step, CallStep):
+        await flow.call(step.name, step.caller, step.callee, step.headers, step.expect, step.timeout,
+                        step.sdp, requirement=step.requirement, **common)
+    elif isinstance(step, SendStep):
+        await flow.send(step.method, step.sender, step.call, step.to, step.uri, step.headers, step.body,
+                        step.content_type, step.save, step.raw, requirement=step.requirement, **common)
+    elif isinstance(step, ExpectStep):
+        args = _expect_args(step)
+        await flow.expect(**args, index=step.index)
+    elif isinstance(step, ExpectNoneStep):
+        await flow.expect_none(step.what, step.at, step.within, step.call, step.headers,
+                               requirement=step.requirement, **common)
+    elif isinstance(step, ReplyStep):
+        await flow.reply(step.status, step.at, step.to, step.headers, step.body, step.content_type,
+                         requirement=step.requirement, **common)
+    elif isinstance(step, AnyOrderStep):
+        await flow.any_order([_expect_args(s) for s in step.steps], requirement=step.requirement, **common)
+    elif isinstance(step, DutStep):
+        await flow.dut(step.action, dict(step.args), step.timeout, step.save, requirement=step.requirement,
+                       **common)
+    elif isinstance(step, WaitStep):
+        await flow.wait(step.seconds, **common)
+    elif isinstance(step, CheckStep):
+        await flow.check(step.call, step.up, requirement=step.requirement, **common)
+    else:   # pragma: no cover - the loader only builds the kinds above
+        raise TypeError(f"unknown step {step!r}")
 
 
 async def run_scenario(scenario: Scenario, binding: Binding, source: str | None = None) -> Trace:
@@ -56,5 +80,5 @@ async def run_scenario(scenario: Scenario, binding: Binding, source: str | None 
     try:
         await run_steps(flow, scenario)
     except StepFailed as exc:
-        return flow.finish(str(exc))
+        return flow.finish(exc)
     return flow.finish(None)

@@ -17,6 +17,7 @@ class StepResult:
     requirement: str | None = None
     detail: str = ""             # the failure message, or why skipped
     matched: list[int] = dataclasses.field(default_factory=list)   # indices into Trace.messages
+    phase: str = "body"          # preamble | body | postamble
 
 
 @dataclasses.dataclass
@@ -42,8 +43,11 @@ class Trace:
     messages: list[TraceMessage] = dataclasses.field(default_factory=list)
     dut_events: list[tuple[float, str, dict]] = dataclasses.field(default_factory=list)
     findings: list[str] = dataclasses.field(default_factory=list)
-    failure: str | None = None
+    failure: str | None = None    # the full failure text (None: passed)
     pcap: str | None = None       # path of this run's capture, when one was taken
+    verdict: str = "pass"         # pass | fail | inconclusive | error (referee.scenario.verdict)
+    phase: str = ""               # the phase the verdict came from ('' when passed)
+    evidence: list = dataclasses.field(default_factory=list)   # referee.agent.Evidence of a FAIL
 
     @property
     def passed(self) -> bool:
@@ -55,6 +59,8 @@ class Trace:
     def to_dict(self) -> dict:
         return {
             "scenario": self.scenario_id, "started": self.started, "failure": self.failure, "pcap": self.pcap,
+            "verdict": self.verdict, "phase": self.phase,
+            "evidence": [e.to_dict() for e in self.evidence],
             "findings": self.findings,
             "steps": [dataclasses.asdict(s) for s in self.steps],
             "messages": [{**dataclasses.asdict(m), "raw": m.raw.decode("utf-8", "replace")} for m in self.messages],

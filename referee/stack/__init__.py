@@ -7,12 +7,12 @@ from .dialog import CSeqError, Dialog, DialogId, DialogState, new_tag
 from .layer import MAGIC_COOKIE, TransactionLayer, new_branch
 from .subscription import NotifyCheck, ReferNotifier, ReferSubscriber, SubState
 from .timers import FakeClock, TimerConfig
-from .transaction import (Action, ClientTransaction, PassUp, Send, ServerTransaction, State,
+from .transaction import (Absorbed, Action, ClientTransaction, PassUp, Send, ServerTransaction, State,
                           TimedOut, Transaction, build_non2xx_ack)
 
 __all__ = [
     "CSeqError", "Dialog", "DialogId", "DialogState", "new_tag", "MAGIC_COOKIE",
     "TransactionLayer", "new_branch", "NotifyCheck", "ReferNotifier", "ReferSubscriber",
-    "SubState", "FakeClock", "TimerConfig", "Action", "ClientTransaction", "PassUp", "Send",
+    "SubState", "FakeClock", "TimerConfig", "Absorbed", "Action", "ClientTransaction", "PassUp", "Send",
     "ServerTransaction", "State", "TimedOut", "Transaction", "build_non2xx_ack",
 ]

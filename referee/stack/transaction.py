@@ -43,13 +43,21 @@ class PassUp:
 
 
 @dataclasses.dataclass
+class Absorbed:
+    """The transaction took this message for itself, and it is not a retransmission: the ACK of a
+    non-2xx final response (RFC 3261 §17.2.1), which belongs to the INVITE transaction."""
+    message: Request | Response
+    transaction: "Transaction"
+
+
+@dataclasses.dataclass
 class TimedOut:
     """The transaction gave up: no (final) response (B/F), or no ACK for a final response (H, L)."""
     transaction: "Transaction"
     timer: str
 
 
-Action = Send | PassUp | TimedOut
+Action = Send | PassUp | Absorbed | TimedOut
 
 
 def branch_of(msg: Request | Response) -> str:
@@ -213,7 +221,7 @@ class ServerTransaction(Transaction):
                 if self.reliable:
                     self._terminate()
                 self.ack_received = request
-                return []
+                return [Absorbed(request, self)]
             if self.state is State.ACCEPTED:
                 # ACK for a 2xx belongs to the dialog: stop retransmitting the 2xx, pass it up.
                 self._timers.pop("G2xx", None)

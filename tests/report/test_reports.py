@@ -83,7 +83,7 @@ def test_results_json_verdicts(run, results):
     assert na["artifacts"]["trace"] is None
     assert tests["TE-REJECT-001"]["message"] == ""
     totals = results["totals"]
-    assert totals == {"passed": 1, "failed": 2, "error": 0, "known_failure": 1, "unexpected_pass": 0,
+    assert totals == {"passed": 1, "failed": 2, "inconclusive": 0, "error": 0, "known_failure": 1, "unexpected_pass": 0,
                       "skipped": 1, "total": 5}
     must = [t for t in results["tests"] if t["requirement"]["level"] == "MUST" and t["verdict"] != "skipped"]
     assert results["levels"]["MUST"] == {"met": sum(t["verdict"] == "passed" for t in must),

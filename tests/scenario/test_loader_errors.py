@@ -18,10 +18,11 @@ parties:
   transferor: agent
   transferee: dut
   target: {kind: agent, auto_answer: 200}
-steps:
+preamble:
   - call: call1
     from: transferor
     to: transferee
+body:
   - send: REFER
     from: transferor
     in: call1
@@ -49,19 +50,19 @@ def error_of(tmp_path, text) -> ScenarioError:
 def test_good_file_loads(tmp_path):
     sc = load_scenario(write(tmp_path, GOOD), tmp_path)
     assert sc.id == "TE-TEST-001" and len(sc.steps) == 3
-    assert sc.steps[2].line == 21 and sc.all_markers() == ["rfc3515", "transferee", "must"]
+    assert sc.steps[2].line == 22 and [st.phase for st in sc.steps] == ["preamble", "body", "body"] and sc.all_markers() == ["rfc3515", "transferee", "must"]
 
 
 def test_misspelled_matcher_key_names_line_step_and_suggestion(tmp_path):
     text = GOOD.replace("    for: refer\n", "    for: refer\n    hedaers: {Event: refer}\n")
     err = error_of(tmp_path, text)
-    assert str(err) == "x.yaml:24: step 3: unknown matcher 'hedaers' in expect step (did you mean 'headers'?)"
+    assert str(err) == "x.yaml:25: step 3: unknown matcher 'hedaers' in expect step (did you mean 'headers'?)"
 
 
 def test_unknown_header_matcher_operator(tmp_path):
     text = GOOD + "  - expect: NOTIFY\n    at: transferor\n    headers:\n      Event: {regx: refer}\n"
     err = error_of(tmp_path, text)
-    assert err.line == 27 and "unknown matcher 'regx' for header Event (did you mean 'regex'?)" in str(err)
+    assert err.line == 28 and "unknown matcher 'regx' for header Event (did you mean 'regex'?)" in str(err)
 
 
 def test_invalid_yaml_reports_line(tmp_path):
@@ -74,13 +75,13 @@ def test_invalid_yaml_reports_line(tmp_path):
     (("rfc: RFC 3515", "rfc: 3515"), 3, "rfc '3515' must look like 'RFC 3515'"),
     (("id: TE-TEST-001", "id: blind transfer"), 1, "is not a test purpose id like 'TE-BLIND-001'"),
     (("dut: transferee", "dut: transferree"), 6, "did you mean 'transferee'"),
-    (("    at: transferor\n    for: refer", "    at: carol\n    for: refer"), 22, "unknown party 'carol'"),
-    (("    in: call1\n", "    in: call2\n"), 17, "call 'call2' is not defined before this step (defined: call1)"),
-    (("    for: refer", "    for: refer9"), 23, "'refer9' is not saved by an earlier step (saved: refer)"),
-    (('Refer-To: "<{target.uri}>"', 'Refer-To: "<{target.url}>"'), 19, "unknown attribute {target.url}"),
-    (('Refer-To: "<{target.uri}>"', 'Refer-To: "<{carol.uri}>"'), 19, "unknown variable {carol.uri}"),
-    (("  - expect: 202", "  - expect: 2022"), 21, "expect needs a method (NOTIFY) or a status"),
-    (("    at: transferor\n    for", "    at: transferee\n    for"), 22, "transferee is the DUT; only the suite's agents"),
+    (("    at: transferor\n    for: refer", "    at: carol\n    for: refer"), 23, "unknown party 'carol'"),
+    (("    in: call1\n", "    in: call2\n"), 18, "call 'call2' is not defined before this step (defined: call1)"),
+    (("    for: refer", "    for: refer9"), 24, "'refer9' is not saved by an earlier step (saved: refer)"),
+    (('Refer-To: "<{target.uri}>"', 'Refer-To: "<{target.url}>"'), 20, "unknown attribute {target.url}"),
+    (('Refer-To: "<{target.uri}>"', 'Refer-To: "<{carol.uri}>"'), 20, "unknown variable {carol.uri}"),
+    (("  - expect: 202", "  - expect: 2022"), 22, "expect needs a method (NOTIFY) or a status"),
+    (("    at: transferor\n    for", "    at: transferee\n    for"), 23, "transferee is the DUT; only the suite's agents"),
     (("  - call: call1", "  - cal: call1"), 12, "unknown step kind 'cal' (did you mean 'call'?)"),
 ])
 def test_specific_errors(tmp_path, change, line, fragment):
@@ -90,9 +91,11 @@ def test_specific_errors(tmp_path, change, line, fragment):
 
 
 def test_wrong_types_and_missing_keys(tmp_path):
-    assert "missing required key 'steps'" in str(error_of(tmp_path, GOOD[:GOOD.index("steps:")]))
+    assert "missing required key 'body'" in str(error_of(tmp_path, GOOD[:GOOD.index("body:")]))
     assert "a scenario file must be a mapping" in str(error_of(tmp_path, "- just\n- a list\n"))
-    assert "steps must be a non-empty list" in str(error_of(tmp_path, GOOD[:GOOD.index("steps:")] + "steps: []\n"))
+    assert "body must be a non-empty list" in str(error_of(tmp_path, GOOD[:GOOD.index("body:")] + "body: []\n"))
+    old = GOOD.replace("preamble:", "steps:").replace("body:\n", "")
+    assert "'steps' is split into 'preamble'" in str(error_of(tmp_path, old))
     err = error_of(tmp_path, GOOD.replace("    for: refer", "    for: refer\n    timeout: soon"))
     assert "timeout must be a number of seconds" in str(err)
     err = error_of(tmp_path, GOOD.replace("title: a test", "title: a test\ntitel: typo"))

@@ -1,7 +1,7 @@
 """Transaction state machines (RFC 3261 §17) driven by a fake clock: no sockets, no sleeping."""
 
 from referee.sip import Request, Response, parse
-from referee.stack import (ClientTransaction, FakeClock, PassUp, Send, ServerTransaction, State,
+from referee.stack import (Absorbed, ClientTransaction, FakeClock, PassUp, Send, ServerTransaction, State,
                            TimedOut, TimerConfig, TransactionLayer)
 
 DEST = ("127.0.0.1", 5080)
@@ -130,7 +130,9 @@ def test_invite_server_retransmits_error_response_until_ack():
     assert events == [0.5, 1.5, 3.5]                       # timer G doubles
     ack = make_request("ACK")
     ack.set_header("CSeq", "1 ACK")
-    assert tx.receive(ack, clock.now) == [] and tx.state is State.CONFIRMED
+    # the ACK of a non-2xx is the transaction's own (absorbed, not a retransmission); a copy of it is
+    assert tx.receive(ack, clock.now) == [Absorbed(ack, tx)] and tx.state is State.CONFIRMED
+    assert tx.receive(ack, clock.now) == []
     tx.poll(clock.now + 5.0)
     assert tx.state is State.TERMINATED                    # timer I
 
