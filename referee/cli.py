@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     val = sub.add_parser("validate", help="check scenario and profile files")
     val.add_argument("files", nargs="*", help="files to check (default: scenarios/ and duts/)")
     sub.add_parser("ladder", help="draw the SIP ladder of a pcap: referee ladder capture.pcap -o ladder.svg|html")
+    sch = sub.add_parser("schema", help="print the JSON Schema of scenario files or DUT profiles")
+    sch.add_argument("which", nargs="?", choices=("scenario", "profile"), default="scenario")
+    sch.add_argument("--write", metavar="DIR", help="write scenario.schema.json and profile.schema.json into DIR")
+    sub.add_parser("steps", help="list the named checks and actions scenario files can call")
     args, extra = parser.parse_known_args(argv)
     if args.command not in ("run", "matrix") and extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -54,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_list(args)
     if args.command == "matrix":
         return cmd_matrix(args, extra)
+    if args.command == "schema":
+        return cmd_schema(args)
+    if args.command == "steps":
+        return cmd_steps()
     return cmd_validate(args)
 
 
@@ -120,18 +128,26 @@ def cmd_list(args) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     scenarios, errors = load_all(SCENARIOS)
-    scenarios = sorted(scenarios + python_flows(), key=lambda sc: sc.id)
+    flows = python_flows()
+    written_in = {id(sc): "yaml" for sc in scenarios} | {id(sc): "python" for sc in flows}
+    everything = sorted(scenarios + flows, key=lambda sc: sc.id)
     from referee.dut.applicability import skip_reason
-    for sc in scenarios:
+    applicable = 0
+    for sc in everything:
         req = sc.requirement
-        line = f"{sc.id:<18} {req.rfc:<9} §{req.section:<8} {req.level:<6} {sc.dut_role:<11} {sc.title}"
+        line = (f"{sc.id:<22} {written_in[id(sc)]:<6} {req.rfc:<9} §{req.section:<8} {req.level:<6} "
+                f"{sc.dut_role:<11} {sc.title}")
         if profile is not None:
             reason = skip_reason(sc, profile)
+            applicable += reason is None
             line += "" if reason is None else f"   [n/a: {reason}]"
         print(line)
     for err in errors:
         print(f"error: {err}", file=sys.stderr)
-    print(f"{len(scenarios)} test purposes" + (f", {len(errors)} broken files" if errors else ""))
+    share = 100 * len(scenarios) / len(everything) if everything else 0
+    print(f"{len(everything)} test purposes: {len(scenarios)} in scenario files ({share:.0f} %), "
+          f"{len(flows)} Python flows" + (f"; {applicable} apply to {profile.name!r}" if profile is not None else "")
+          + (f"; {len(errors)} broken files" if errors else ""))
     return 1 if errors else 0
 
 
@@ -173,9 +189,38 @@ def python_flows() -> list:
     return list(unique.values())
 
 
+def cmd_schema(args) -> int:
+    import json
+    from referee.schemas import schema_text
+    if args.write:
+        out = pathlib.Path(args.write)
+        out.mkdir(parents=True, exist_ok=True)
+        for which in ("scenario", "profile"):
+            (out / f"{which}.schema.json").write_text(schema_text(which), encoding="utf-8")
+            print(f"wrote {out / f'{which}.schema.json'}")
+        return 0
+    print(schema_text(args.which), end="")
+    return 0
+
+
+def cmd_steps() -> int:
+    """The step library, for scenario authors: each check/action, what it does, its arguments."""
+    from referee.scenario.library import library
+    for name, entry in sorted(library().items(), key=lambda kv: (kv[1].kind, kv[0])):
+        print(f"{entry.kind}: {name}    ({entry.module.removeprefix('referee.checks.')})")
+        for line in entry.doc.splitlines():
+            print(f"    {line}".rstrip())
+        for arg, param in entry.params.items():
+            flag = "required" if param.required else f"default {param.default!r}" if param.default is not None else "optional"
+            choices = f"; one of {', '.join(map(str, param.choices))}" if param.choices else ""
+            print(f"      {arg} ({param.type}, {flag}{choices}): {param.doc}")
+        print()
+    return 0
+
+
 def cmd_validate(args) -> int:
     from referee.dut import ProfileError, load_profile
-    from referee.scenario import ScenarioError, load_all, load_scenario
+    from referee.scenario import ScenarioError, load_all, load_scenarios
     problems: list[str] = []
     count = 0
     if args.files:
@@ -185,13 +230,13 @@ def cmd_validate(args) -> int:
                 if path.suffix == ".toml":
                     load_profile(path)
                 else:
-                    load_scenario(path)
+                    load_scenarios(path)
                 count += 1
             except (ScenarioError, ProfileError) as exc:
                 problems.append(str(exc))
     else:
         scenarios, errors = load_all(SCENARIOS)
-        count += len(scenarios)
+        count += len({sc.file for sc in scenarios})
         problems += [str(e) for e in errors]
         for path in sorted(DUTS.rglob("*.toml")):
             try:

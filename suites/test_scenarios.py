@@ -4,16 +4,16 @@ import pathlib
 
 import pytest
 
-from fixtures.plugin import scenario_param
+from fixtures.plugin import scenario_variants
 from referee.scenario import load_all
 
 SCENARIO_DIR = pathlib.Path(__file__).resolve().parents[1] / "scenarios"
 SCENARIOS, ERRORS = load_all(SCENARIO_DIR)
 
 
-@pytest.mark.parametrize("scenario", [scenario_param(s) for s in SCENARIOS])
-def test_scenario(scenario, play):
-    play(scenario)
+@pytest.mark.parametrize("scenario, variant", scenario_variants(SCENARIOS))
+def test_scenario(scenario, variant, play):
+    play(scenario, variant=variant)
 
 
 if ERRORS:

@@ -673,16 +673,32 @@ class Agent:
 
     async def accept_refer(self, incoming: Incoming | Inbound, status: int = 202,
                            headers: Headers = None) -> ReferNotifier | None:
-        """Answer a REFER (202 by default) and start its notifier (unless Refer-Sub: false)."""
+        """Answer a REFER (202 by default) and start its subscription's notifier. A REFER outside
+        any dialog creates one (RFC 3515 §2): its NOTIFYs go in that new dialog."""
         incoming = _incoming(incoming)
-        call = incoming.call
+        if incoming.call is None and incoming.to_tag is None:
+            incoming.to_tag = new_tag()          # the 2xx and the new dialog share our tag
         await self.respond(incoming, status, headers=headers)
-        if call is None or status >= 300:
+        if status >= 300:
             return None
-        notifier = ReferNotifier(incoming.request, first_in_dialog=call.refers_received == 0)
-        call.refers_received += 1
-        call.notifiers.append(notifier)
-        return notifier
+        return self.refer_subscription(incoming)[1]
+
+    def refer_subscription(self, refer: Incoming | Inbound) -> tuple[Call, ReferNotifier]:
+        """The dialog and notifier of the subscription a received REFER creates, made on first use:
+        a NOTIFY may go out before the REFER's 2xx (RFC 3515 §2.4.4 lets it overtake the 202)."""
+        incoming = _incoming(refer)
+        call = incoming.call
+        if call is None:                         # out of dialog: the REFER makes the dialog
+            if incoming.to_tag is None:
+                incoming.to_tag = new_tag()
+            call = Call(self, Dialog.from_uas(incoming.request, incoming.to_tag), incoming.request, incoming.source)
+            self.calls.append(call)
+            incoming.call = call
+        if incoming.notifier is None:
+            incoming.notifier = ReferNotifier(incoming.request, first_in_dialog=call.refers_received == 0)
+            call.refers_received += 1
+            call.notifiers.append(incoming.notifier)
+        return call, incoming.notifier
 
     # -- raw access ---------------------------------------------------------------------------
     async def send_raw(self, data: bytes, dest: Address) -> None:

@@ -145,8 +145,9 @@ class Incoming:
         self.source = source
         self.transaction = transaction
         self.call = call                 # the dialog it arrived in, if any
-        self.to_tag: str | None = None   # our tag once we answered an INVITE
+        self.to_tag: str | None = None   # our tag once we answered an INVITE (or a REFER)
         self.final: Response | None = None
+        self.notifier: ReferNotifier | None = None   # a REFER's subscription, once we started it
 
     @property
     def method(self) -> str:

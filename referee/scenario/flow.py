@@ -397,6 +397,104 @@ class Flow:
                 except asyncio.TimeoutError:
                     raise ExpectationFailed(f"call {call} ({c.call_id}) is still up after {grace:g} s") from None
 
+    async def notify(self, status: int, sender: str, refer: str, final: bool | None = None,
+                     expect: str | None = None, timeout: float = 5.0, headers: dict | None = None,
+                     save: str | None = None, line: int = 0, index: str | None = None,
+                     requirement: str | None = None) -> ClientRequest:
+        """An agent reports on a REFER it received with a NOTIFY of its subscription (made now if the
+        REFER was not answered yet). With `expect`, the DUT's answer to the NOTIFY is judged."""
+        final = status >= 200 if final is None else final
+        desc = (f"{sender} sends NOTIFY (sipfrag {status}, {'terminated' if final else 'active'})"
+                + (f"; the DUT answers {expect}" if expect else ""))
+        async with self.step(desc, line, index, requirement) as result:
+            agent = self.binding.agent(sender)
+            item = self.saved[refer]
+            if not isinstance(item, Inbound) or item.message.method != "REFER":
+                raise HarnessError(f"notify: {refer!r} is not a REFER this agent received")
+            call, notifier = agent.refer_subscription(item)
+            cr = await agent.notify_transfer(call, status, final=final, notifier=notifier,
+                                             headers=self._headers(headers))
+            self._mark(result, cr.request)
+            if save:
+                self.saved[save] = cr
+            if expect:
+                response = await cr.final(timeout)
+                self._mark(result, response)
+                from referee.agent import status_matches
+                if not status_matches(expect, response.status):
+                    raise self.violation(response, "status", expect, f"{response.status} {response.reason}",
+                                         f"the DUT answered the NOTIFY (sipfrag {status}) with {response.status} "
+                                         f"{response.reason}, expected {expect}")
+            return cr
+
+    async def collect(self, what: str, at: str, call: str | None = None, until: str = "final",
+                      timeout: float = 5.0, first_timeout: float | None = None, max: int = 8, save: str = "",
+                      line: int = 0, index: str | None = None, requirement: str | None = None) -> list[Inbound]:
+        """Every `what` the agent receives, each within `timeout` of the previous one, up to the final
+        NOTIFY (a final sipfrag status or Subscription-State terminated) or, with until='quiet',
+        until none comes for `timeout`. Saved as a list under `save`."""
+        from referee.agent.notifies import describe, is_final
+        desc = f"{at} collects every {what}" + (" up to the final one" if until == "final" else "")
+        async with self.step(desc, line, index, requirement) as result:
+            agent = self.binding.agent(at)
+            dialog = self.calls.get(call) if call else None
+            got: list[Inbound] = []
+            for n in range(max):
+                wait = first_timeout if (n == 0 and first_timeout is not None) else timeout
+                try:
+                    item = await agent.expect(what, wait, dialog)
+                except ExpectationFailed as exc:
+                    if until == "quiet" and got:
+                        break
+                    so_far = "\n".join(f"    {describe(i.message) if what == 'NOTIFY' else i.summary()}"
+                                        for i in got) or "    none"
+                    raise ExpectationFailed(f"{exc}\n  {what}s before it (none final):\n{so_far}",
+                                            exc.evidence) from None
+                self._mark(result, item.message)
+                got.append(item)
+                if until == "final" and what == "NOTIFY" and is_final(item.message):
+                    break
+            else:
+                if until == "final":
+                    last = got[-1].message
+                    raise self.violation(last, "message", f"a final {what} within {max}",
+                                         describe(last) if what == "NOTIFY" else last.summary(),
+                                         f"{max} {what}s and none final (final status or Subscription-State "
+                                         f"terminated)")
+            self.saved[save] = got
+            result.detail = f"{len(got)} {what}{'s' if len(got) != 1 else ''}"
+            return got
+
+    async def set_options(self, party: str, options: dict, line: int = 0, index: str | None = None) -> None:
+        desc = f"{party}: " + ", ".join(f"{k} = {v}" for k, v in options.items())
+        async with self.step(desc, line, index):
+            agent = self.binding.agent(party)
+            for key, value in options.items():
+                setattr(agent, key, value)
+
+    async def library_call(self, kind: str, name: str, args: dict | None = None, line: int = 0,
+                           index: str | None = None, requirement: str | None = None):
+        """A named check or action of the step library, with its arguments."""
+        from .context import StepContext
+        from .library import lookup
+        entry = lookup(name)
+        if entry is None:
+            raise HarnessError(f"no library step {name!r}")
+        args = dict(args or {})
+        kwargs = {}
+        for arg, param in entry.params.items():
+            if arg in args:
+                value = args[arg]
+                if param.type in ("string", "strings", "status"):
+                    value = [self.var(v) for v in value] if isinstance(value, list) else \
+                        (self.var(value) if isinstance(value, str) else value)
+                kwargs[arg] = value
+            elif param.default is not None:
+                kwargs[arg] = param.default
+        summary = entry.doc.split("\n", 1)[0].rstrip(".")
+        async with self.step(f"{summary} [{kind} {name}]", line, index, requirement) as result:
+            return await entry.fn(StepContext(self, result, name), **kwargs)
+
     # -- trace ---------------------------------------------------------------------------------
     def finish(self, failure: "StepFailed | str | None" = None) -> Trace:
         """Collect every agent's messages into the trace (time order) and set its verdict."""

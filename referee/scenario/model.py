@@ -9,6 +9,7 @@ ROLES = ("transferor", "transferee", "target")
 DUT_ROLES = ("transferee", "transferor", "target", "pbx", "proxy")
 LEVELS = ("MUST", "SHOULD", "MAY")
 TOPOLOGIES = ("direct", "nat")
+PHASES = ("preamble", "body", "postamble")
 
 
 @dataclasses.dataclass
@@ -162,12 +163,54 @@ class WaitStep(Step):
 
 
 @dataclasses.dataclass
-class CheckStep(Step):
-    call: str = ""
-    up: bool = True
+class NotifyStep(Step):
+    status: int = 200
+    sender: str = ""
+    refer: str = ""               # saved name of the REFER this NOTIFY reports on
+    final: bool | None = None     # terminate the subscription (None: status >= 200)
+    expect: str | None = None     # the status the DUT must answer the NOTIFY with
+    timeout: float = 5.0
+    headers: dict = dataclasses.field(default_factory=dict)
+    save: str | None = None
 
     def describe(self) -> str:
-        return f"call {self.call} is {'up' if self.up else 'ended'}"
+        return f"{self.sender} sends NOTIFY (sipfrag {self.status}) for {self.refer}"
+
+
+@dataclasses.dataclass
+class CollectStep(Step):
+    what: str = "NOTIFY"
+    at: str = ""
+    call: str | None = None
+    until: str = "final"          # final | quiet
+    timeout: float = 5.0          # each message within this of the previous one
+    first_timeout: float | None = None
+    max: int = 8
+    save: str = ""
+
+    def describe(self) -> str:
+        return f"{self.at} collects every {self.what} up to the {'final one' if self.until == 'final' else 'last'}"
+
+
+@dataclasses.dataclass
+class SetStep(Step):
+    party: str = ""
+    options: dict = dataclasses.field(default_factory=dict)
+
+    def describe(self) -> str:
+        return f"{self.party}: " + ", ".join(f"{k} = {v}" for k, v in self.options.items())
+
+
+@dataclasses.dataclass
+class LibraryCall(Step):
+    """A named check or action of the step library (referee/scenario/library.py)."""
+    kind: str = "check"           # check | do
+    name: str = ""
+    args: dict = dataclasses.field(default_factory=dict)
+
+    def describe(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self.args.items())
+        return f"{self.kind} {self.name}" + (f" ({shown})" if shown else "")
 
 
 @dataclasses.dataclass
@@ -184,6 +227,8 @@ class Scenario:
     topology: str = "direct"
     markers: list[str] = dataclasses.field(default_factory=list)
     description: str = ""
+    nat_alg: tuple[str, ...] = ("off", "on")    # topology nat: the SIP ALG modes it runs in
+    nat_proxy: bool = False                    # topology nat: Kamailio in front of the DUT
 
     @property
     def dut_party(self) -> str | None:

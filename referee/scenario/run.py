@@ -6,8 +6,8 @@ import dataclasses
 
 from .binding import Binding
 from .flow import Flow, StepFailed
-from .model import (AnyOrderStep, CallStep, CheckStep, DutStep, ExpectNoneStep, ExpectStep, ReplyStep,
-                    Scenario, SendStep, WaitStep)
+from .model import (AnyOrderStep, CallStep, CollectStep, DutStep, ExpectNoneStep, ExpectStep, LibraryCall,
+                    NotifyStep, ReplyStep, Scenario, SendStep, SetStep, WaitStep)
 from .trace import Trace
 
 
@@ -68,8 +68,16 @@ async def run_step(flow: Flow, step) -> None:
                        **common)
     elif isinstance(step, WaitStep):
         await flow.wait(step.seconds, **common)
-    elif isinstance(step, CheckStep):
-        await flow.check(step.call, step.up, requirement=step.requirement, **common)
+    elif isinstance(step, NotifyStep):
+        await flow.notify(step.status, step.sender, step.refer, step.final, step.expect, step.timeout, step.headers,
+                          step.save, requirement=step.requirement, **common)
+    elif isinstance(step, CollectStep):
+        await flow.collect(step.what, step.at, step.call, step.until, step.timeout, step.first_timeout, step.max,
+                           step.save, requirement=step.requirement, **common)
+    elif isinstance(step, SetStep):
+        await flow.set_options(step.party, step.options, **common)
+    elif isinstance(step, LibraryCall):
+        await flow.library_call(step.kind, step.name, step.args, requirement=step.requirement, **common)
     else:   # pragma: no cover - the loader only builds the kinds above
         raise TypeError(f"unknown step {step!r}")
 

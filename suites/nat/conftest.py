@@ -18,6 +18,9 @@ from referee.dut.kamailio import KamailioError, find_kamailio
 from referee.wire import NetnsError, Topology, TopologyError, available, cleanup_leftovers
 from referee.wire.natdut import NatPlacementError, placement_problem, translate_ports
 
+from fixtures.plugin import redact, verdict_text
+from fixtures.verdicts import DutFailure, HarnessFailure, InconclusiveOutcome
+
 PREFIX = "rfnat"
 MARKERS = {
     "rfc6314": "RFC 6314 (NAT traversal practices for client-server SIP)",
@@ -93,19 +96,31 @@ def nat_play(request, dut_profile, artifacts, record_property, nat_topology):
         if known:
             # the check still runs and must fail; the verdict says this DUT is known to fail it
             record_property("known_failure", known)
-            request.applymarker(pytest.mark.xfail(reason=f"known DUT deviation: {known}", strict=True))
+            request.applymarker(pytest.mark.xfail(reason=f"known DUT deviation: {known}", strict=True,
+                                                  raises=DutFailure))
+        request.node.referee_purpose = scenario.id
         topo = nat_topology(alg)
         try:
             trace = asyncio.run(play_nat(flow_fn, topo, alg, dut_profile, artifacts))
         except (DriverError, NatPlacementError, NetnsError) as exc:
-            pytest.fail(f"DUT {dut_profile.name!r} could not be started in the wan namespace: {exc}", pytrace=False)
+            raise HarnessFailure(redact(f"ERROR: DUT {dut_profile.name!r} could not be started in the wan "
+                                        f"namespace: {exc}", dut_profile), pytrace=False) from None
         except KamailioError as exc:
-            pytest.fail(f"the Kamailio proxy could not be started in the wan namespace: {exc}", pytrace=False)
+            raise HarnessFailure(f"ERROR: the Kamailio proxy could not be started in the wan namespace: {exc}",
+                                 pytrace=False) from None
+        except Exception as exc:
+            raise HarnessFailure(f"ERROR: {type(exc).__name__}: {exc}", pytrace=False) from None
         record_property("trace", str(artifacts / "trace.json"))
         record_property("pcap", trace.pcap)
+        record_property("verdict", trace.verdict)
         request.node.referee_trace = trace
         if trace.failure:
-            pytest.fail(trace.failure, pytrace=False)
+            text = redact(verdict_text(trace), dut_profile)
+            if trace.verdict == "fail":
+                raise DutFailure(text, pytrace=False)
+            if trace.verdict == "inconclusive":
+                raise InconclusiveOutcome(text)
+            raise HarnessFailure(text, pytrace=False)
         return trace
 
     return run

@@ -144,7 +144,7 @@ class NatContext:
                 await self.wire_step(description, check, requirement)
             except StepFailed as wire:
                 raise StepFailed(wire.where, f"{wire.message}\n\nthe flow had stopped before: {first}",
-                                 wire.step) from None
+                                 wire.step, wire.verdict, wire.evidence, wire.phase) from None
             raise
         await self.wire_step(description, check, requirement)
 
@@ -208,12 +208,12 @@ async def play_nat(flow_fn, topo: Topology, alg: bool, profile, artifacts: pathl
         binding = NatBinding(agents, ctx.dut, scenario.dut_party, nat=ctx)
         flow = Flow(binding, scenario.id, flow_fn.__module__)
         ctx.flow = flow
-        failure = None
+        failure: StepFailed | str | None = None
         try:
             async with asyncio.timeout(FLOW_CEILING):
                 await flow_fn(flow)
         except StepFailed as exc:
-            failure = str(exc)
+            failure = exc
         except TimeoutError:
             failure = f"flow did not finish within {FLOW_CEILING:g} s"
         except Exception as exc:     # a bug in the flow or the engine: keep the evidence all the same
@@ -222,9 +222,10 @@ async def play_nat(flow_fn, topo: Topology, alg: bool, profile, artifacts: pathl
         await asyncio.sleep(0.05)        # the last packets reach the captures
         trace = flow.finish(failure)
         if not ctx.dut.alive():
-            trace.findings.append(f"DUT process is gone; last output:\n{ctx.dut.output()}")
+            trace.findings.append(f"the DUT process exited during the flow; last output:\n{ctx.dut.output()}")
             if trace.failure is None:
-                trace.failure = "the DUT crashed during the flow"
+                trace.failure = "the DUT process exited during the flow, before the requirement could be judged"
+                trace.verdict, trace.phase = "inconclusive", "body"
     finally:
         for cap in (ctx.capture, ctx.local):
             if cap is not None:
