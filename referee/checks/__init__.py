@@ -3,11 +3,14 @@
     - check: call_up
       args: {call: call1}
 
-Each module registers its steps with referee.scenario.library (`check` / `action`), with a
+Each module here registers its steps with referee.scenario.library (`check` / `action`), with a
 description and its parameters; `referee steps` lists them, `referee schema` publishes their
-arguments. Grouped by what they look at:
-
-    calls        the state of calls and dialogs
+arguments. One module per topic (calls, notifies, the REFER, Replaces, proxies, the wire and
+NAT, PBX end-to-end state, media ...); every module of this package is loaded.
 """
 
-from . import calls  # noqa: F401
+import importlib
+import pkgutil
+
+for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    importlib.import_module(f"{__name__}.{_module}")
