@@ -244,6 +244,9 @@ def cmd_validate(args) -> int:
                 count += 1
             except ProfileError as exc:
                 problems.append(str(exc))
+    from referee.scenario.library import LOAD_ERRORS, library
+    library()
+    problems += LOAD_ERRORS
     for problem in problems:
         print(problem)
     print(f"{count} files valid, {len(problems)} with errors")

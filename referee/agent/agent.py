@@ -27,6 +27,7 @@ from referee.stack import (Absorbed, CSeqError, Dialog, PassUp, ReferNotifier, R
 from referee.transport import DestinationPolicy, Received, Transport, TransportError, open_transport
 
 from .evidence import Evidence, evidence_of
+from .media import MediaRecorder, media_address, tagged_packets
 from .matchers import Expectation, ExpectationFailed, header_matchers, kind_matches
 from .objects import Address, Call, ClientRequest, Inbound, Incoming, LogEntry
 
@@ -73,13 +74,16 @@ class Agent:
         self.auto_cancel = True          # 200 to CANCEL and 487 to the INVITE
         self.auto_reinvite: int | None = 200  # answer re-INVITE / UPDATE
         self.auto_unknown_dialog = True  # 481 to in-dialog requests for dialogs we don't know
+        self.auto_transferee = False     # carry out REFERs received in a call (transferee.py)
         self._requests: dict[object, ClientRequest] = {}
+        self._refer_dialogs: set[tuple[str | None, str | None]] = set()   # out-of-dialog REFERs sent
         self._changed = asyncio.Condition()
         self._rx: asyncio.Queue[Received] = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
         self._wakeup = asyncio.Event()
         self._call_ids = itertools.count(1)
         self._rtp: socket.socket | None = None
+        self.media: MediaRecorder | None = None       # the RTP that reached us (media.py)
         self._last_sweep = 0.0
         self.closed = False
 
@@ -99,6 +103,8 @@ class Agent:
         agent._rtp.bind((host, 0))
         agent._rtp.setblocking(False)
         loop = asyncio.get_running_loop()
+        agent.media = MediaRecorder(agent._rtp)
+        loop.add_reader(agent._rtp.fileno(), agent.media.on_readable)
         agent._tasks = [loop.create_task(agent._rx_loop()), loop.create_task(agent._timer_loop())]
         return agent
 
@@ -112,6 +118,10 @@ class Agent:
         if self.transport is not None:
             self.transport.close()
         if self._rtp is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self._rtp.fileno())
+            except (RuntimeError, ValueError, OSError):
+                pass
             self._rtp.close()
         for cr in self._requests.values():
             if not cr.final_future.done():
@@ -150,6 +160,19 @@ class Agent:
     def sdp_offer(self, direction: str = "sendrecv") -> bytes:
         from referee.sip.sdp import Sdp
         return Sdp.offer(self.host, self.rtp_port, direction=direction)
+
+    def sdp_answer(self, offer: bytes) -> bytes:
+        """The answer to an SDP offer (its direction mirrored: sendonly -> recvonly, RFC 3264 §6.1);
+        an offer of ours when the INVITE carried none (we offer in the 2xx, RFC 3261 §13.2.1)."""
+        from referee.sip import SipParseError
+        from referee.sip.sdp import Sdp
+        if not offer:
+            return self.sdp_offer()
+        try:
+            return Sdp.answer(offer, self.host, self.rtp_port)
+        except (SipParseError, ValueError):
+            self.findings.append("unparsable SDP offer; answered with an offer of ours")
+            return self.sdp_offer()
 
     # -- receiving -----------------------------------------------------------------------------
     def _received(self, received: Received) -> None:
@@ -312,6 +335,8 @@ class Agent:
             call.response = response
         else:
             call.dialog.on_response(cr.request, response)
+        if response.body:
+            call.remote_sdp = response.body
         if self.auto_ack:
             await self._send_ack(call, cr.request)
 
@@ -382,6 +407,10 @@ class Agent:
             return
         if request.to.tag and call is None:
             await self._inbox_add(Inbound(request, source, time.time(), incoming=incoming))
+            if request.method == "NOTIFY" and (request.call_id, request.to.tag) in self._refer_dialogs:
+                if self.auto_notify is not None:      # the subscription of an out-of-dialog REFER
+                    await self.respond(incoming, self.auto_notify)
+                return
             if self.auto_unknown_dialog:
                 await self.respond(incoming, 481)
             return
@@ -405,6 +434,8 @@ class Agent:
         method = incoming.method
         if method == "INVITE":
             if call is not None:
+                if incoming.request.body:
+                    call.remote_sdp = incoming.request.body      # media moves with the re-INVITE
                 if self.auto_reinvite is not None:
                     await self.answer(incoming, self.auto_reinvite)
                 return
@@ -436,6 +467,9 @@ class Agent:
                     await self.respond(inc, 487)
         elif method == "UPDATE" and call is not None and self.auto_reinvite is not None:
             await self.respond(incoming, self.auto_reinvite)
+        elif method == "REFER" and call is not None and self.auto_transferee:
+            from . import transferee
+            transferee.start(self, incoming)
 
     # -- building and sending requests -----------------------------------------------------------
     def _add_via(self, request: Request, branch: str | None = None) -> None:
@@ -480,6 +514,9 @@ class Agent:
         if dest is None:
             dest = call.peer if call is not None else (self.outbound or self._dest_for_uri(request.uri_text))
         cr = ClientRequest(self, request, dest, call)
+        if request.method == "REFER" and call is None:
+            # a REFER outside any dialog makes one (RFC 3515 §2): its NOTIFYs come in it
+            self._refer_dialogs.add((request.call_id, request.from_.tag))
         tx, actions = self.layer.send_request(request, dest, self._now())
         cr.transaction = tx
         self._requests[tx] = cr
@@ -623,6 +660,10 @@ class Agent:
             headers += [("Record-Route", rr) for rr in req.header_all("Record-Route")]
         if 100 < status < 300 and req.method in ("INVITE", "REFER", "SUBSCRIBE", "UPDATE"):
             headers.append(("Contact", f"<{self.uri}>"))
+        if 100 < status < 300 and req.method == "INVITE":
+            # what a real phone announces: a transferor may only send an attended REFER towards a
+            # party that says it supports Replaces (RFC 3891 §4)
+            headers += [("Allow", ALLOW), ("Supported", SUPPORTED)]
         headers.append(("User-Agent", USER_AGENT))
         return Response(status, reason or "", headers)
 
@@ -656,7 +697,7 @@ class Agent:
             if isinstance(sdp, bytes):
                 body = sdp
             else:
-                body = self.sdp_offer()
+                body = self.sdp_answer(req.body)
         response = await self.respond(incoming, status, reason, headers, body,
                                       "application/sdp" if body else None)
         if not 200 <= status < 300:
@@ -713,24 +754,14 @@ class Agent:
         await self.transport.send(data, dest)
 
     def send_rtp(self, call: Call, packets: int = 10, payload_type: int = 0) -> int:
-        """Send a short RTP stream to the media address the peer gave in its SDP; returns the count."""
-        from referee.sip.sdp import Sdp
-        peer_sdp = call.response.body if call.dialog.is_uac else call.invite.body
-        if not peer_sdp:
+        """Send a short RTP burst to the media address the peer's latest SDP gave in this call; its
+        payload names this agent and the call (media.py). Returns the count (0: no usable SDP)."""
+        address = media_address(call.remote_sdp)
+        if address is None or self._rtp is None:
             return 0
-        sdp = Sdp.parse(peer_sdp)
-        audio = next((m for m in sdp.media if m.kind == "audio" and m.port), None)
-        if audio is None:
-            return 0
-        connection = sdp.connection_for(audio)
-        if connection is None or connection.is_null:
-            return 0
-        address = connection.address
-        ssrc = secrets.randbits(32)
-        for seq in range(packets):
-            header = bytes([0x80, payload_type & 0x7F]) + seq.to_bytes(2, "big") + \
-                (seq * 160).to_bytes(4, "big") + ssrc.to_bytes(4, "big")
-            self._rtp.sendto(header + b"\xff" * 160, (address, audio.port))
+        for packet in tagged_packets(self.name, call.call_id, packets, payload_type):
+            self._rtp.sendto(packet, address)
+        call.rtp_sent_to = address
         return packets
 
     # -- expectations ---------------------------------------------------------------------------

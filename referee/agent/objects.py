@@ -73,6 +73,22 @@ class Call:
         self.refers_sent = 0
         self.refers_received = 0
         self.created = time.time()
+        self._remote_sdp: bytes | None = None            # the peer's latest SDP (re-INVITEs move media)
+        self.rtp_sent_to: Address | None = None
+
+    @property
+    def remote_sdp(self) -> bytes:
+        """The peer's latest SDP body in this call: its re-INVITE or 2xx, else the initial offer/answer."""
+        if self._remote_sdp is not None:
+            return self._remote_sdp
+        if self.dialog.is_uac:
+            response = self.response
+            return response.body if response is not None else b""
+        return self.invite.body
+
+    @remote_sdp.setter
+    def remote_sdp(self, body: bytes) -> None:
+        self._remote_sdp = bytes(body)
 
     @property
     def invite(self) -> Request:
@@ -173,6 +189,8 @@ class ClientRequest:
         self.transaction: ClientTransaction | None = None
         self.responses: list[Response] = []
         self.final_future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        # nobody may be waiting any more when a transaction times out: that is not an error of its own
+        self.final_future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.subscription: ReferSubscriber | None = None
 
     @property

@@ -16,6 +16,11 @@ def skip_reason(scenario: Scenario, profile: Profile) -> str | None:
     missing = profile.missing(scenario.needs)
     if missing:
         return f"{profile.name!r} does not declare {', '.join(missing)}"
+    if profile.kind == "pbx":
+        agents = sum(1 for p in scenario.parties.values() if p.kind == "agent")
+        if agents > len(profile.users):
+            return (f"{scenario.id} plays {agents} users of the PBX; the profile {profile.path.name} lists "
+                    f"{len(profile.users)} (add [users.*] tables to run it)")
     needs_driver = scenario.dut_role == "transferor" or any(type(s).__name__ == "DutStep" for s in scenario.steps)
     if needs_driver and not profile.driver:
         return f"needs a driver to make {profile.name!r} act (no `driver` in its profile)"

@@ -128,6 +128,9 @@ class Flow:
                 return call.replaces_escaped
             if attr in ("local_tag", "remote_tag"):
                 return getattr(call.dialog, attr)
+            if attr == "target_dialog":
+                # RFC 4538: the tags as the recipient of the request sees the dialog
+                return f"{call.call_id};local-tag={call.dialog.remote_tag};remote-tag={call.dialog.local_tag}"
             return str(getattr(call, attr))
         if root in self.saved and not isinstance(self.saved[root], (Request, Response, ClientRequest, Inbound)):
             saved = self.saved[root]          # a DUT event (its fields) or a DUT call handle
@@ -159,7 +162,10 @@ class Flow:
         agent = b.agent(root)
         return {"host": agent.host, "port": str(agent.port), "hostport": agent.hostport, "user": agent.user}[attr]
 
-    def _headers(self, headers: dict | None) -> dict:
+    def _headers(self, headers: dict | list | None) -> dict | list:
+        """Header values with variables filled in: a mapping, or (name, value) pairs in order."""
+        if isinstance(headers, list):
+            return [(k, self.var(str(v))) for k, v in headers if v is not None]
         return {k: (None if v is None else self.var(str(v))) for k, v in (headers or {}).items()}
 
     def _matchers(self, headers: dict | None) -> dict:
@@ -174,8 +180,11 @@ class Flow:
     # -- steps -------------------------------------------------------------------------------
     async def call(self, name: str, caller: str, callee: str, headers: dict | None = None,
                    expect: str = "2xx", timeout: float = 10.0, sdp: bool = True, line: int = 0,
-                   index: str | None = None, requirement: str | None = None) -> Call | None:
-        """Establish a call (INVITE/2xx/ACK). The DUT as caller is made to dial by its driver."""
+                   index: str | None = None, requirement: str | None = None,
+                   wait_answer: bool = True) -> Call | None:
+        """Establish a call (INVITE/2xx/ACK). The DUT as caller is made to dial by its driver. With
+        wait_answer false the INVITE goes out and the flow goes on (later steps judge its fate);
+        its ClientRequest is saved under `name`."""
         async with self.step(f"call {name}: {caller} calls {callee}", line, index, requirement) as result:
             if caller == self.binding.dut_party:
                 call = await self._dut_calls(callee, timeout, result)
@@ -183,6 +192,10 @@ class Flow:
                 agent = self.binding.agent(caller)
                 cr = await agent.invite(self.binding.uri(callee), self._headers(headers), sdp,
                                         dest=self._dest(callee, agent))
+                self._mark(result, cr.request)
+                if not wait_answer:
+                    self.saved[name] = cr
+                    return None
                 final = await cr.final(timeout)
                 self._mark(result, final)
                 from referee.agent import status_matches
@@ -304,12 +317,18 @@ class Flow:
 
     async def reply(self, status: int, at: str, to: str, headers: dict | None = None, body: str | None = None,
                     content_type: str | None = None, line: int = 0, index: str | None = None,
-                    requirement: str | None = None) -> None:
+                    requirement: str | None = None, save: str | None = None) -> None:
+        """Answer a saved request. 2xx to a REFER accepts it (its subscription starts); 2xx to an
+        INVITE answers it with SDP and makes the call `save`."""
         async with self.step(f"{at} answers {to} with {status}", line, index, requirement):
             agent = self.binding.agent(at)
             item = self.saved[to]
             if isinstance(item, Inbound) and item.message.method == "REFER" and status < 300:
                 await agent.accept_refer(item, status, headers=self._headers(headers))
+            elif isinstance(item, Inbound) and item.message.method == "INVITE" and 200 <= status < 300:
+                call = await agent.answer(item, status, headers=self._headers(headers))
+                if save and call is not None:
+                    self.calls[save] = call
             else:
                 await agent.respond(item, status, headers=self._headers(headers),
                                     body=(self.var(body) or "").encode(), content_type=content_type)

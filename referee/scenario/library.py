@@ -80,6 +80,7 @@ class LibraryStep:
 
 
 REGISTRY: dict[str, LibraryStep] = {}
+LOAD_ERRORS: list[str] = []       # modules of the library that could not be imported
 _LOADED = False
 
 

@@ -37,7 +37,7 @@ DUT_ACTIONS = {"dial", "answer", "reject", "hangup", "hold", "unhold", "transfer
 VARIABLE_RE = re.compile(r"\{([A-Za-z_][\w-]*)\.([\w-]+)\}")
 CASE_VAR_RE = re.compile(r"\{case\.([A-Za-z_][\w-]*)\}")
 PARTY_ATTRS = {"uri", "aor", "host", "port", "user", "hostport", "contact"}
-CALL_ATTRS = {"replaces", "replaces_escaped", "call_id", "local_tag", "remote_tag", "remote_target"}
+CALL_ATTRS = {"replaces", "replaces_escaped", "call_id", "local_tag", "remote_tag", "remote_target", "target_dialog"}
 PATTERN_HINTS = {
     "id": "is not a test purpose id like 'TE-BLIND-001'",
     "rfc": "must look like 'RFC 3515'",
@@ -257,10 +257,14 @@ class _FileValidator:
         merged = LDict((k, v) for k, v in top.items() if k != "cases")
         merged.line, merged.key_lines = top.line, dict(top.key_lines)
         for key, value in case.items():
-            if key == "vars":
+            if key in ("vars", "judge"):
                 continue
             merged[key] = value
             merged.key_lines[key] = line_of(case, key)
+        if "judge" in case:                    # this case's own judging steps, after the shared body
+            body = LList(list(merged.get("body", [])) + list(case["judge"]))
+            body.line = line_of(merged.get("body"), default=line_of(case, "judge"))
+            merged["body"] = body
         for key in ("rfc", "section", "level", "body"):
             if key not in merged:
                 raise self.fail(case.line, f"case {case.get('id', '?')}: missing {key!r} (give it in the case "
@@ -434,8 +438,14 @@ class _Validator:
             raise self.fail(line_of(node, key), f"{prefix}: {key} name {name!r} clashes with a party")
         return name
 
-    def headers(self, node: LDict, key: str, prefix: str, matchers: bool) -> dict:
+    def headers(self, node: LDict, key: str, prefix: str, matchers: bool) -> dict | list:
         value = node.get(key, {}) or {}
+        if isinstance(value, list):            # header fields in order (a name may repeat)
+            for item in value:
+                for name, text in item.items():
+                    if text is not None:
+                        self.check_variables(str(text), line_of(item, name, line_of(node, key)), prefix)
+            return [(name, text) for item in value for name, text in item.items()]
         for name, cond in value.items():
             hline = line_of(value, name, line_of(node, key))
             if matchers and isinstance(cond, dict):
@@ -484,8 +494,9 @@ class _Validator:
         step = CallStep(**common, name=name, caller=caller, callee=callee,
                         headers=self.headers(node, "headers", prefix, matchers=False),
                         expect=self.status_spec(node.get("expect", "2xx"), line_of(node, "expect"), prefix),
-                        timeout=self.number(node, "timeout", 10.0), sdp=bool(node.get("sdp", True)))
-        self.calls.add(name)
+                        timeout=self.number(node, "timeout", 10.0), sdp=bool(node.get("sdp", True)),
+                        wait_answer=bool(node.get("wait_answer", True)))
+        (self.calls if step.wait_answer else self.saved).add(name)
         return step
 
     def step_send(self, node, prefix, common) -> SendStep:
@@ -540,10 +551,15 @@ class _Validator:
                               headers=self.headers(node, "headers", prefix, matchers=True))
 
     def step_reply(self, node, prefix, common) -> ReplyStep:
-        return ReplyStep(**common, status=node["reply"], at=self.party(node, "at", prefix, agent_only=True),
+        step = ReplyStep(**common, status=node["reply"], at=self.party(node, "at", prefix, agent_only=True),
                          to=self.saved_ref(node, "to", prefix),
                          headers=self.headers(node, "headers", prefix, matchers=False),
-                         body=self.opt_str(node, "body", prefix), content_type=self.opt_str(node, "content_type", prefix))
+                         body=self.opt_str(node, "body", prefix), content_type=self.opt_str(node, "content_type", prefix),
+                         save=self.save_name(node, "save", prefix))
+        if step.save:
+            self.calls.add(step.save)
+            self.saved.add(step.save)
+        return step
 
     def step_notify(self, node, prefix, common) -> NotifyStep:
         expect = node.get("expect")
@@ -606,8 +622,10 @@ class _Validator:
         entry = library().get(name)
         if entry is None or entry.kind != kind:
             names = [n for n, e in library().items() if e.kind == kind]
+            from .library import LOAD_ERRORS
+            broken = ("; " + "; ".join(LOAD_ERRORS)) if LOAD_ERRORS else ""
             raise self.fail(line_of(node, kind), f"{prefix}: unknown {kind} {name!r}{_suggest(name, names)} "
-                                                 f"(`referee steps` lists them)")
+                                                 f"(`referee steps` lists them){broken}")
         self.structure.check_args(node, entry, prefix)
         args = dict(node.get("args", {}) or {})
         aline = line_of(node, "args") or node.line
@@ -627,13 +645,13 @@ class _Validator:
                     self.saved_ref(args, arg, prefix, value=v, pool=self.lists)
                 elif param.type == "status":
                     self.status_spec(v, aline, prefix)
-                elif isinstance(v, str):
-                    self.check_variables(v, aline, prefix)
                 elif param.type in ("new_call", "new_saved", "new_list"):
                     if v in self.parties:
                         raise self.fail(aline, f"{prefix}: {arg} name {v!r} clashes with a party")
                     {"new_call": self.calls, "new_saved": self.saved, "new_list": self.lists}[param.type].add(v)
                     if param.type == "new_call":
                         self.saved.add(v)
+                elif isinstance(v, str):
+                    self.check_variables(v, aline, prefix)
         return LibraryCall(**common, kind=kind, name=name, args=args)
 

@@ -56,6 +56,7 @@ class CallStep(Step):
     expect: str = "2xx"
     timeout: float = 10.0
     sdp: bool = True
+    wait_answer: bool = True      # false: send the INVITE and go on (saved as `name`)
 
     def describe(self) -> str:
         return f"call {self.name}: {self.caller} calls {self.callee}"
@@ -130,6 +131,7 @@ class ReplyStep(Step):
     headers: dict = dataclasses.field(default_factory=dict)
     body: str | None = None
     content_type: str | None = None
+    save: str | None = None       # a 2xx to an INVITE: the name of the call it makes
 
     def describe(self) -> str:
         return f"{self.at} answers {self.to} with {self.status}"

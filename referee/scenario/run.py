@@ -48,7 +48,7 @@ async def run_step(flow: Flow, step) -> None:
     common = dict(line=step.line, index=step.index)
     if isinstance(step, CallStep):
         await flow.call(step.name, step.caller, step.callee, step.headers, step.expect, step.timeout,
-                        step.sdp, requirement=step.requirement, **common)
+                        step.sdp, requirement=step.requirement, wait_answer=step.wait_answer, **common)
     elif isinstance(step, SendStep):
         await flow.send(step.method, step.sender, step.call, step.to, step.uri, step.headers, step.body,
                         step.content_type, step.save, step.raw, requirement=step.requirement, **common)
@@ -60,7 +60,7 @@ async def run_step(flow: Flow, step) -> None:
                                requirement=step.requirement, **common)
     elif isinstance(step, ReplyStep):
         await flow.reply(step.status, step.at, step.to, step.headers, step.body, step.content_type,
-                         requirement=step.requirement, **common)
+                         requirement=step.requirement, save=step.save, **common)
     elif isinstance(step, AnyOrderStep):
         await flow.any_order([_expect_args(s) for s in step.steps], requirement=step.requirement, **common)
     elif isinstance(step, DutStep):

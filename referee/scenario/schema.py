@@ -28,6 +28,8 @@ AGENT_OPTIONS = {
     "auto_reinvite": ({"type": ["integer", "null"]}, "answer re-INVITE/UPDATE with this status (default 200)"),
     "auto_unknown_dialog": ({"type": "boolean"}, "481 to requests for dialogs it does not have (default true)"),
     "auto_auth": ({"type": "boolean"}, "answer 401/407 challenges with the profile's credentials (default true)"),
+    "auto_transferee": ({"type": "boolean"}, "carry out a REFER received in a call as a conformant transferee "
+                                             "(202, NOTIFY 100, INVITE the Refer-To target, final NOTIFY)"),
     "user": ({"type": "string"}, "the user part of the agent's URI (default: the party name)"),
     "side": ({"enum": ["lan", "wan"]}, "NAT topology: behind the NAT (lan) or on the public side (wan)"),
     "addr": ({"type": "string"}, "NAT topology: the agent's address on its side"),
@@ -37,9 +39,13 @@ NAME = {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"}
 SECONDS = {"type": "number", "minimum": 0, "maximum": 600}
 STATUS_SPEC = {"type": ["string", "integer"],
                "description": "a status or a range: 200, '2xx', '>=300', '<200', 'final', 'provisional'"}
-HEADER_VALUES = {"type": "object", "propertyNames": {"pattern": "^[A-Za-z0-9!%*_+`'~.-]+$"},
-                 "additionalProperties": {"type": ["string", "number", "null"]},
-                 "description": "header name -> value (null removes the header)"}
+HEADER_MAP = {"type": "object", "propertyNames": {"pattern": "^[A-Za-z0-9!%*_+`'~.-]+$"},
+              "additionalProperties": {"type": ["string", "number", "null"]},
+              "description": "header name -> value (null removes the header)"}
+HEADER_VALUES = {"oneOf": [
+    HEADER_MAP,
+    {"type": "array", "items": dict(HEADER_MAP, minProperties=1, maxProperties=1),
+     "description": "header fields in order, one {name: value} each: the same name may appear twice"}]}
 MATCHER_OPS = {"equals": {"type": ["string", "number"]}, "regex": {"type": "string"},
                "contains": {"type": "string"}, "present": {"type": "boolean"}, "absent": {"type": "boolean"},
                "count": {"type": "integer", "minimum": 0}}
@@ -82,7 +88,10 @@ def step_kinds() -> dict[str, dict]:
     return {
         "call": _step("call", NAME, "a party sets up a call (INVITE, 2xx, ACK); the DUT as caller is made to dial",
                       {"from": {"type": "string"}, "to": {"type": "string"}, "headers": HEADER_VALUES,
-                       "expect": STATUS_SPEC, "timeout": SECONDS, "sdp": {"type": "boolean"}}, ("from", "to")),
+                       "expect": STATUS_SPEC, "timeout": SECONDS, "sdp": {"type": "boolean"},
+                       "wait_answer": {"type": "boolean", "description": "false: send the INVITE and go on; "
+                                       "later steps judge what becomes of it (default true)"}},
+                      ("from", "to")),
         "send": _step("send", {"type": "string", "pattern": "^[A-Z][A-Z0-9-]*$"},
                       "an agent sends a request, in a call (in:) or to a party (to:) or a URI (uri:)",
                       {"from": {"type": "string"}, "in": {"type": "string"}, "to": {"type": "string"},
@@ -99,7 +108,9 @@ def step_kinds() -> dict[str, dict]:
         "reply": _step("reply", {"type": "integer", "minimum": 100, "maximum": 699},
                        "an agent answers a saved request (2xx to a REFER accepts it and starts its subscription)",
                        {"at": {"type": "string"}, "to": {"type": "string"}, "headers": HEADER_VALUES,
-                        "body": {"type": "string"}, "content_type": {"type": "string"}}, ("at", "to")),
+                        "body": {"type": "string"}, "content_type": {"type": "string"},
+                        "save": dict(NAME, description="a 2xx to an INVITE: the name of the call it makes")},
+                       ("at", "to")),
         "notify": _step("notify", {"type": "integer", "minimum": 100, "maximum": 699,
                                    "description": "the sipfrag status reported"},
                         "an agent that accepted a REFER sends a NOTIFY of its subscription",
@@ -178,8 +189,15 @@ def scenario_schema() -> dict:
               "postamble": {"$ref": "#/$defs/steps", "description": "clean up (never changes the verdict)"}}
     defs["case"] = {"type": "object", "additionalProperties": False, "required": ["id", "title"],
                     "description": "one test purpose of a table of cases: its own id, requirement and verdict",
-                    "properties": {**meta, **phases, "vars": {"type": "object",
-                                                             "description": "values for {case.NAME} in the steps"}}}
+                    "properties": {**meta, **phases,
+                                   "parties": {"type": "object", "minProperties": 1, "propertyNames": NAME,
+                                               "additionalProperties": {"$ref": "#/$defs/party"},
+                                               "description": "this case's parties (instead of the file's)"},
+                                   "judge": {"$ref": "#/$defs/steps",
+                                             "description": "steps appended to the shared body for this case: "
+                                                            "what this test purpose judges"},
+                                   "vars": {"type": "object",
+                                            "description": "values for {case.NAME} in the steps"}}}
     top = {
         **meta,
         "dut": {"enum": DUT_ROLES, "description": "the role the DUT plays"},
