@@ -14,6 +14,7 @@ Every wait is bounded and fails with ExpectationFailed naming what was expected 
 from __future__ import annotations
 
 import asyncio
+import re
 import itertools
 import secrets
 import socket
@@ -28,6 +29,7 @@ from referee.transport import DestinationPolicy, Received, Transport, TransportE
 
 from .evidence import Evidence, evidence_of
 from .media import MediaRecorder, media_address, tagged_packets
+from .middlebox import echo_rewritten
 from .matchers import Expectation, ExpectationFailed, header_matchers, kind_matches
 from .objects import Address, Call, ClientRequest, Inbound, Incoming, LogEntry
 
@@ -62,6 +64,7 @@ class Agent:
         self._unconsumed: list[Inbound] = []    # the part of inbox not consumed yet
         self.calls: list[Call] = []
         self.findings: list[str] = []    # protocol problems noticed in what peers sent
+        self.rewrites: list[str] = []    # echoes that came back changed: a middlebox on the path
         self.defects: list[LogEntry] = []  # unparsable input
         # automatic behaviours (switch off for negative tests)
         self.auto_trying = True          # 100 Trying to every INVITE
@@ -306,6 +309,10 @@ class Agent:
                 await self._send(cr.call.ack, cr.call.peer, retransmission=True)
             return
         cr.responses.append(response)
+        if len(cr.responses) == 1:
+            rewritten = echo_rewritten(request.header("From"), response)
+            if rewritten and rewritten not in self.rewrites:
+                self.rewrites.append(rewritten)
         if (response.status in (401, 407) and self.auto_auth and self.credentials
                 and not getattr(cr, "auth_tried", False)):
             await self._authenticate(cr, response)
@@ -648,7 +655,9 @@ class Agent:
     # -- answering ------------------------------------------------------------------------------
     def build_response(self, incoming: Incoming, status: int, reason: str | None = None) -> Response:
         req = incoming.request
-        headers: list[tuple[str, str]] = [("Via", v) for v in req.header_all("Via")]
+        vias = req.header_all("Via")
+        headers: list[tuple[str, str]] = [("Via", v) for v in vias[:1] and [_mark_source(vias[0], incoming.source)]]
+        headers += [("Via", v) for v in vias[1:]]
         to = req.header("To") or ""
         if status > 100 and not req.to.tag:
             if incoming.to_tag is None:
@@ -876,6 +885,25 @@ class Agent:
     def messages(self, direction: str | None = None) -> list[Request | Response]:
         return [e.message for e in self.log if e.message is not None and
                 (direction is None or e.direction == direction) and not e.retransmission]
+
+
+def _mark_source(via_value: str, source: Address) -> str:
+    """The top Via of a request as the response echoes it: `received` when the request came from
+    another address than its sent-by, and the `rport` value asked for (RFC 3261 §18.2.1, RFC 3581 §4)."""
+    from referee.sip import Via
+    host, port = source
+    if not host:
+        return via_value
+    try:
+        via = Via.parse(via_value)
+    except SipParseError:
+        return via_value
+    value = via_value
+    if via.host.strip("[]") != host and "received=" not in value.lower():
+        value += f";received={host}"
+    if via.has_rport and via.rport is None:
+        value = re.sub(r";\s*rport(?=;|$|\s)", f";rport={port}", value, count=1, flags=re.IGNORECASE)
+    return value
 
 
 def _incoming(item: Incoming | Inbound) -> Incoming:

@@ -74,6 +74,9 @@ def _banner(records: list[TestRecord], run: RunInfo) -> str:
     out = []
     if run.interrupted:
         out.append('<div class="banner warn">Run interrupted (or stopped early) — the results below are partial.</div>')
+    if run.middlebox:
+        out.append(f'<div class="banner warn" id="middlebox">Middlebox: {_e(run.middlebox)}. Failures that it '
+                   "could have caused are reported INCONCLUSIVE.</div>")
     rates = level_rates(records)
     must, should = rates["MUST"], rates["SHOULD"]
     errors = sum(1 for r in records if r.verdict == "error")

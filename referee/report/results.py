@@ -217,6 +217,7 @@ class RunInfo:
     exitstatus: int = 0
     interrupted: bool = False
     should_as_warning: bool = False
+    middlebox: str | None = None      # headers rewritten between the suite and the DUT (the run's probe)
 
     @property
     def started_iso(self) -> str:
@@ -273,7 +274,7 @@ def results_document(records: list[TestRecord], run: RunInfo, base: pathlib.Path
         "generated": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "run": {"dut": run.dut, "started": run.started_iso, "duration": round(run.finished - run.started, 3),
                 "exitstatus": run.exitstatus, "interrupted": run.interrupted,
-                "should_as_warning": run.should_as_warning},
+                "should_as_warning": run.should_as_warning, "middlebox": run.middlebox},
         "totals": counts(records), "levels": level_rates(records),
         "by_rfc": summary(records, "rfc"), "by_role": summary(records, "role"),
         "tests": [record_dict(r, base, traces.get(r.nodeid)) for r in records],

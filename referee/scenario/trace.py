@@ -48,6 +48,7 @@ class Trace:
     verdict: str = "pass"         # pass | fail | inconclusive | error (referee.scenario.verdict)
     phase: str = ""               # the phase the verdict came from ('' when passed)
     evidence: list = dataclasses.field(default_factory=list)   # referee.agent.Evidence of a FAIL
+    rewrites: list = dataclasses.field(default_factory=list)   # echoes a middlebox changed (agents saw)
 
     @property
     def passed(self) -> bool:

@@ -60,3 +60,25 @@ def headline(verdict: str, phase: str) -> str:
         return ("INCONCLUSIVE (the preamble did not complete; the requirement was not judged)" if phase == "preamble"
                 else "INCONCLUSIVE (the flow could not reach the point of judging)")
     return "ERROR (the suite or its environment failed; nothing is said about the DUT)"
+
+
+# Parts of a message a SIP ALG or SBC leaves as they are (measured with the kernel's SIP ALG: it
+# rewrites the Request-URI, Via, Contact, From/To addresses and SDP, and nothing else). A FAIL
+# judged on one of them stays a FAIL behind such a middlebox; any other (an address, an SDP, a
+# sipfrag status that depends on reaching someone, a message that never came) becomes
+# INCONCLUSIVE: the middlebox may have caused it.
+SAFE_FROM_MIDDLEBOX = frozenset({
+    "event", "subscription-state", "content-type", "refer-sub", "referred-by", "refer-to", "replaces",
+    "target-dialog", "supported", "require", "allow", "call-id", "cseq", "max-forwards", "status"})
+
+
+def downgrade_for_middlebox(trace, middlebox: str | None) -> None:
+    """A FAIL that a middlebox rewriting headers could have caused becomes INCONCLUSIVE."""
+    if not middlebox or trace.verdict != FAIL:
+        return
+    evidence = list(trace.evidence)
+    if evidence and all(e.raw and e.part.lower() in SAFE_FROM_MIDDLEBOX for e in evidence):
+        return
+    trace.verdict = INCONCLUSIVE
+    trace.failure = (f"headers are rewritten between referee and the DUT, so this failure may be the "
+                     f"middlebox's doing, not the DUT's ({middlebox}).\nWhat was seen: {trace.failure}")

@@ -34,6 +34,10 @@ def start_run(tmp_path, marker, **kwargs):
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
+def in_flow(tmp_path) -> bool:
+    return (tmp_path / "r" / "test_scenario_TE-BLIND-001").is_dir()
+
+
 def wait_for(predicate, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -47,8 +51,9 @@ def test_sigkill_of_the_runner_takes_the_launched_dut_with_it(tmp_path):
     marker = f"referee-kill-{uuid.uuid4().hex[:8]}"
     runner = start_run(tmp_path, marker)
     try:
-        # the DUT never answers: the run is mid-flow while we kill it
-        assert wait_for(lambda: processes_with(marker), 20), "the DUT was never launched"
+        # the DUT never answers: the run is mid-flow while we kill it (the test's artifact directory
+        # exists once the test runs; before it, the run's start-up check launched the DUT once)
+        assert wait_for(lambda: in_flow(tmp_path) and processes_with(marker), 20), "the DUT was never launched"
         time.sleep(0.5)
         runner.send_signal(signal.SIGKILL)
         runner.wait(10)
@@ -64,7 +69,7 @@ def test_ctrl_c_ends_the_run_cleanly_with_a_report(tmp_path):
     marker = f"referee-int-{uuid.uuid4().hex[:8]}"
     runner = start_run(tmp_path, marker)
     try:
-        assert wait_for(lambda: processes_with(marker), 20)
+        assert wait_for(lambda: in_flow(tmp_path) and processes_with(marker), 20)
         time.sleep(0.5)
         runner.send_signal(signal.SIGINT)
         out, _ = runner.communicate(timeout=30)
