@@ -3,7 +3,9 @@
     referee run [--dut duts/x.toml] [--report-dir DIR] [-k EXPR] [-m EXPR] [pytest args...]
     referee list [--dut duts/x.toml]
     referee validate [FILES...]
-    referee matrix [PROFILES...]
+    referee run --shard K/N [--durations FILE] ...     (one part of the selection, e.g. one CI job)
+    referee merge DIR... [-o OUT]                      (one report from the parts' report directories)
+    referee matrix [--shard K/N] [PROFILES...]
     referee ladder capture.pcap -o ladder.svg
 
 `run` is a thin wrapper on pytest over suites/: exit 0 when every selected test passed, 1 when
@@ -35,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--report-dir", default="reports", help="reports directory (default: reports/)")
     run.add_argument("-k", dest="keyword", help="only tests matching this expression (pytest -k)")
     run.add_argument("-m", dest="markers", help="marker expression, e.g. 'rfc3891 and must' (default: not load)")
+    run.add_argument("--shard", metavar="K/N", help="run only part K of N of the selected tests "
+                                                    "(balanced by recorded durations; merge with `referee merge`)")
+    run.add_argument("--durations", metavar="FILE", help="test durations that balance --shard (JSON test id -> "
+                                                         "seconds; default: referee/data/durations.json; every run "
+                                                         "updates <report-dir>/durations.json)")
+    run.add_argument("--scenarios", action="append", default=[], metavar="PATH",
+                     help="run only the scenario files of PATH (a file or a directory; repeatable), e.g. your own")
     lst = sub.add_parser("list", help="list test purposes (and which apply to a DUT profile)")
     lst.add_argument("--dut", help="DUT profile to check applicability against")
     mat = sub.add_parser("matrix", help="run the suites over several DUT profiles; write the interop matrix")
@@ -42,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
                                                 "that the suite can launch itself)")
     mat.add_argument("--out", default=str(REPO / "docs"), help="where interop-matrix.md/.xml go (default: docs/)")
     mat.add_argument("--report-dir", default="reports/matrix", help="per-DUT reports (default: reports/matrix/)")
+    mat.add_argument("--shard", metavar="K/N", help="run only part K of N of the profiles (merge the parts' "
+                                                    "report directories with `referee merge`)")
+    mrg = sub.add_parser("merge", help="one report directory (and, for several DUTs, the interop matrix) "
+                                       "from the report directories of shards or of runs against several DUTs")
+    mrg.add_argument("parts", nargs="+", metavar="DIR", help="report directories of the parts (or directories "
+                                                              "holding them, e.g. reports/matrix)")
+    mrg.add_argument("-o", "--out", default="reports/merged", help="merged report directory (default: reports/merged/)")
     val = sub.add_parser("validate", help="check scenario and profile files")
     val.add_argument("files", nargs="*", help="files to check (default: scenarios/ and duts/)")
     sub.add_parser("ladder", help="draw the SIP ladder of a pcap: referee ladder capture.pcap -o ladder.svg|html")
@@ -58,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_list(args)
     if args.command == "matrix":
         return cmd_matrix(args, extra)
+    if args.command == "merge":
+        _checkout_importable()
+        from referee.merge import merge
+        return merge(args.parts, pathlib.Path(args.out))
     if args.command == "schema":
         return cmd_schema(args)
     if args.command == "steps":
@@ -85,7 +105,20 @@ def cmd_run(args, extra: list[str]) -> int:
         pytest_args.append(f"--dut={pathlib.Path(args.dut).resolve()}")
     if args.keyword:
         pytest_args += ["-k", args.keyword]
+    if args.scenarios:
+        # only the scenario files given (the Python flows of suites/ are left out)
+        pytest_args[0] = str(SUITES / "test_scenarios.py")
+        pytest_args += [f"--scenarios={pathlib.Path(p).resolve()}" for p in args.scenarios]
     pytest_args += ["-m", args.markers or "not load"]
+    _checkout_importable()
+    pytest_args += ["-p", "fixtures.sharding"]         # --shard, and <report-dir>/durations.json
+    if args.shard:
+        pytest_args.append(f"--shard={args.shard}")
+    if args.durations:
+        if not pathlib.Path(args.durations).is_file():
+            print(f"error: --durations {args.durations}: no such file", file=sys.stderr)
+            return 2
+        pytest_args.append(f"--shard-durations={pathlib.Path(args.durations).resolve()}")
     pytest_args += extra
     status = _RefereeStatus()
     code = int(pytest.main(pytest_args, plugins=[status]))
@@ -101,6 +134,12 @@ def cmd_run(args, extra: list[str]) -> int:
     # pytest's own statuses: interrupted and usage errors mean the run could not start (2), an
     # internal error is an ERROR of the suite (3), no test collected means nothing judged (5)
     return {0: 0, 1: 1, 2: 2, 3: 3, 4: 2, 5: 5}.get(code, 3)
+
+
+def _checkout_importable() -> None:
+    """The checkout's pytest plugins (fixtures/) importable, also by pytest -p and xdist workers."""
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
 
 
 class _RefereeStatus:
@@ -164,6 +203,17 @@ def cmd_matrix(args, extra: list[str]) -> int:
                 return 2
             if profile.driver or profile.launch:      # the ones referee can start by itself
                 paths.append(path)
+    if args.shard:
+        _checkout_importable()
+        from fixtures.sharding import parse_shard, split
+        try:
+            k, n = parse_shard(args.shard)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        mine = set(split([str(p) for p in paths], n, {})[k - 1])     # the profiles weigh the same
+        paths = [p for p in paths if str(p) in mine]
+        print(f"matrix: shard {k}/{n}: {', '.join(p.name for p in paths) or 'no profile'}")
     return matrix.main(paths, pathlib.Path(args.out), pathlib.Path(args.report_dir).resolve(), extra)
 
 

@@ -371,8 +371,10 @@ async def replaced_at_target(ctx, target: str, consult: str, save: str = "call3"
 # -- actions ---------------------------------------------------------------------------------------
 
 @action("end_call_if_up", """
-    A party ends a call with BYE if it is still up (e.g. the transferor after a successful
-    transfer through a PBX that did not end its leg itself, RFC 5589 §6.1).
+    A party ends a call with BYE if the far end has not ended it.
+
+    E.g. the transferor after a successful transfer through a PBX that did not end its leg
+    itself (RFC 5589 §6.1).
     """, party=Param("party", "who hangs up", required=True),
     call=Param("call", "the call", required=True),
     after=Param("number", "wait this long first, in seconds (a PBX that ends the call itself does it "

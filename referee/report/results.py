@@ -57,6 +57,7 @@ class TestRecord:
     properties: dict[str, str] = dataclasses.field(default_factory=dict)
     worker: str = ""               # pytest-xdist worker that ran it ("gw0"), "" without xdist
     finished: bool = False         # the teardown report arrived
+    judged: bool = False           # a conformance test (it got a referee verdict), even without metadata
 
     @property
     def name(self) -> str:
@@ -86,6 +87,7 @@ class TestRecord:
         if when == "teardown":
             self.finished = True
         verdict = FROM_REPORT.get(getattr(report, "referee_verdict", None) or "")
+        self.judged = self.judged or verdict is not None
         if when == "call" and verdict in ("inconclusive", "error"):
             self.verdict, self.message = verdict, _skip_reason(report) if report.skipped else _text(report)
             return
@@ -156,7 +158,7 @@ def _text(report) -> str:
 def _skip_reason(report) -> str:
     longrepr = report.longrepr
     if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        return str(longrepr[2]).removeprefix("Skipped: ")
+        return str(longrepr[2]).removeprefix("Skipped: ").removeprefix("InconclusiveOutcome: ")
     return _text(report)
 
 
@@ -252,7 +254,7 @@ def record_dict(record: TestRecord, base: pathlib.Path, trace: dict | None) -> d
         "nodeid": record.nodeid, "test_purpose": record.test_purpose, "title": record.title,
         "requirement": {"rfc": record.rfc, "section": record.section, "level": record.level,
                         "text": record.requirement, "reference": record.reference},
-        "role": record.role, "scenario": record.scenario, "dut": record.dut,
+        "role": record.role, "scenario": record.scenario, "dut": record.dut, "judged": record.judged,
         "verdict": record.verdict, "duration": round(record.duration, 3), "message": record.message,
         "phase": (trace or {}).get("phase") or None,
         "evidence": [{k: e.get(k) for k in ("party", "message", "source", "part", "expected", "seen", "frame")}

@@ -448,7 +448,8 @@ class Flow:
 
     async def collect(self, what: str, at: str, call: str | None = None, until: str = "final",
                       timeout: float = 5.0, first_timeout: float | None = None, max: int = 8, save: str = "",
-                      line: int = 0, index: str | None = None, requirement: str | None = None) -> list[Inbound]:
+                      line: int = 0, index: str | None = None, requirement: str | None = None,
+                      if_absent: str = "fail") -> list[Inbound]:
         """Every `what` the agent receives, each within `timeout` of the previous one, up to the final
         NOTIFY (a final sipfrag status or Subscription-State terminated) or, with until='quiet',
         until none comes for `timeout`. Saved as a list under `save`."""
@@ -465,6 +466,9 @@ class Flow:
                 except ExpectationFailed as exc:
                     if until == "quiet" and got:
                         break
+                    if not got and if_absent == "inconclusive" and all(e.absent for e in exc.evidence):
+                        raise Inconclusive(f"{exc}\n(none came: their absence is judged by another test "
+                                           f"purpose; without them this requirement cannot be judged)") from None
                     so_far = "\n".join(f"    {describe(i.message) if what == 'NOTIFY' else i.summary()}"
                                         for i in got) or "    none"
                     raise ExpectationFailed(f"{exc}\n  {what}s before it (none final):\n{so_far}",

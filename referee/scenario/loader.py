@@ -579,7 +579,7 @@ class _Validator:
                            call=self.call_ref(node, "in", prefix), until=node.get("until", "final"),
                            timeout=self.number(node, "timeout", 5.0),
                            first_timeout=None if first is None else float(first), max=int(node.get("max", 8)),
-                           save=self.save_name(node, "save", prefix))
+                           save=self.save_name(node, "save", prefix), if_absent=node.get("if_absent", "fail"))
         self.lists.add(step.save)
         return step
 

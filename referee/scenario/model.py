@@ -189,6 +189,7 @@ class CollectStep(Step):
     first_timeout: float | None = None
     max: int = 8
     save: str = ""
+    if_absent: str = "fail"       # in the body, when none came at all: fail | inconclusive
 
     def describe(self) -> str:
         return f"{self.at} collects every {self.what} up to the {'final one' if self.until == 'final' else 'last'}"

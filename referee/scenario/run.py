@@ -73,7 +73,7 @@ async def run_step(flow: Flow, step) -> None:
                           step.save, requirement=step.requirement, **common)
     elif isinstance(step, CollectStep):
         await flow.collect(step.what, step.at, step.call, step.until, step.timeout, step.first_timeout, step.max,
-                           step.save, requirement=step.requirement, **common)
+                           step.save, requirement=step.requirement, if_absent=step.if_absent, **common)
     elif isinstance(step, SetStep):
         await flow.set_options(step.party, step.options, **common)
     elif isinstance(step, LibraryCall):

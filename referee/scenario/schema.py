@@ -125,7 +125,11 @@ def step_kinds() -> dict[str, dict]:
                           "until": {"enum": ["final", "quiet"], "description": "stop at the final NOTIFY (default) "
                                     "or when none comes for `timeout`"},
                           "timeout": SECONDS, "first_timeout": SECONDS, "max": {"type": "integer", "minimum": 1},
-                          "save": NAME}, ("at", "save")),
+                          "save": NAME,
+                          "if_absent": {"enum": ["fail", "inconclusive"],
+                                        "description": "in the body, when none came at all: FAIL (default), "
+                                                       "or INCONCLUSIVE when they are a prerequisite"}},
+                         ("at", "save")),
         "any_order": {"type": "object", "additionalProperties": False, "required": ["any_order"],
                       "description": "expectations that may be met in any order",
                       "properties": {"any_order": {"type": "array", "minItems": 2,

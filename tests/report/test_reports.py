@@ -1,10 +1,11 @@
 """The session reports of a real `referee run` against a faulty DUT, checked as files and in a browser.
 
 The DUT is tests/faulty/phone.py with the faults `refer_200` (it answers REFER with 200 OK
-instead of 202) and `no_notify` (it never sends a NOTIFY), and a profile that lists TE-SUB-001
-as a known failure. Five test purposes run with pytest-xdist (-n 2): a MUST failure, a SHOULD
-failure, a known failure, a pass, and one not applicable to this DUT (it does not play the
-transferor).
+instead of 202), `no_notify` (it never sends a NOTIFY) and `bye_before_result` (it hangs up the
+original call before the transfer's outcome is known), and a profile that lists TE-SUB-001 as a
+known failure. Six test purposes run with pytest-xdist (-n 2): a MUST failure, a SHOULD failure,
+an inconclusive one (no NOTIFY came, and NOTIFYs are a prerequisite of TE-NOTIFY-005), a known
+failure, a pass, and one not applicable to this DUT (it does not play the transferor).
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from report_helpers import QUIET_PLUGINS, REPO, python, run_command, schema_erro
 
 SVG = "{http://www.w3.org/2000/svg}"
 KNOWN = "sends no NOTIFY after accepting a REFER (test fault)"
-SELECTED = {"TE-BLIND-001": "failed", "TE-NOTIFY-005": "failed", "TE-SUB-001": "known_failure",
-            "TE-REJECT-001": "passed", "TR-REFER-001": "skipped"}
+SELECTED = {"TE-BLIND-001": "failed", "TE-ORIG-001": "failed", "TE-NOTIFY-005": "inconclusive",
+            "TE-SUB-001": "known_failure", "TE-REJECT-001": "passed", "TR-REFER-001": "skipped"}
 PROFILE = f"""
 name = "referee test phone (refer_200,no_notify)"
 kind = "phone"
-launch = ["{{python}}", "{REPO}/tests/faulty/phone.py", "--port", "{{port}}", "--faults", "refer_200,no_notify"]
+launch = ["{{python}}", "{REPO}/tests/faulty/phone.py", "--port", "{{port}}", "--faults", "refer_200,no_notify,bye_before_result"]
 ready = "READY"
 roles = ["transferee", "target"]
 capabilities = ["transferee", "target", "replaces", "refer_sub"]
@@ -75,7 +76,8 @@ def test_results_json_verdicts(run, results):
     assert blind["messages"] > 0 and blind["worker"] in ("gw0", "gw1")
     for key in ("trace", "pcap", "ladder"):
         assert (run / blind["artifacts"][key]).is_file(), key
-    assert tests["TE-NOTIFY-005"]["requirement"]["level"] == "SHOULD"
+    assert tests["TE-ORIG-001"]["requirement"]["level"] == "SHOULD"
+    assert tests["TE-NOTIFY-005"]["message"].startswith("INCONCLUSIVE")
     assert tests["TE-SUB-001"]["known_failure"] == KNOWN
     na = tests["TR-REFER-001"]
     assert "does not declare the role 'transferor'" in na["message"]
@@ -83,8 +85,8 @@ def test_results_json_verdicts(run, results):
     assert na["artifacts"]["trace"] is None
     assert tests["TE-REJECT-001"]["message"] == ""
     totals = results["totals"]
-    assert totals == {"passed": 1, "failed": 2, "inconclusive": 0, "error": 0, "known_failure": 1, "unexpected_pass": 0,
-                      "skipped": 1, "total": 5}
+    assert totals == {"passed": 1, "failed": 2, "inconclusive": 1, "error": 0, "known_failure": 1, "unexpected_pass": 0,
+                      "skipped": 1, "total": 6}
     must = [t for t in results["tests"] if t["requirement"]["level"] == "MUST" and t["verdict"] != "skipped"]
     assert results["levels"]["MUST"] == {"met": sum(t["verdict"] == "passed" for t in must),
                                          "applicable": len(must),
@@ -117,7 +119,7 @@ def test_certification_xml(run, results):
     assert "expected 202" in failure.text
     assert "test_purpose=TE-BLIND-001" in blind.system_out and "level=MUST" in blind.system_out
     assert "ladder=test_scenario_TE-BLIND-001/ladder.svg" in blind.system_out
-    should = _case(suites, "role transferee", "TE-NOTIFY-005")
+    should = _case(suites, "role transferee", "TE-ORIG-001")
     (failure,) = should.result
     assert isinstance(failure, junitparser.Failure) and failure.type == "SHOULD"
     assert "level=SHOULD" in should.system_out

@@ -1,11 +1,16 @@
-"""Which transferee test purposes each fault of tests/faulty/phone.py must fail, and how the
-faults are batched into suite runs. (The security test purposes have a self-check of their own.)
+"""Which transferee test purposes each fault of tests/faulty/phone.py must fail, which it leaves
+inconclusive, and how the faults are batched into suite runs. (The security test purposes have a
+self-check of their own.)
 
-A fault's set is every test purpose whose requirement that fault violates (some faults, like
-`no_notify`, break many). Faults are run several at a time when their sets are disjoint and
-they do not mask each other (`no_notify` would hide `notify_despite_nosub`, whose NOTIFYs would
-in turn hide `refer_sub_true_as_false`; `no_substate` would hide `no_expires`); a batch must
-then fail exactly the union of its faults' sets.
+A fault's FAIL set is every test purpose whose requirement that fault violates (some faults, like
+`no_notify`, break many). Its INCONCLUSIVE set is every test purpose the fault keeps from being
+judged: a prerequisite that is missing (no NOTIFY at all to read an Event header from) is the
+requirement of another test purpose, which fails. Every other transferee test purpose passes.
+
+Faults are run several at a time when their sets are disjoint and they do not mask each other
+(`no_notify` would hide `notify_despite_nosub`, whose NOTIFYs would in turn hide
+`refer_sub_true_as_false`; `no_substate` would hide `no_expires`); a batch must then give
+exactly the union of its faults' verdicts.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from harness import PHONE, SuiteResult, run_suite
 
 NOTIFY_ALL = {f"TE-NOTIFY-{n:03d}" for n in range(1, 11)}
 
-# every transferee test purpose (YAML scenarios and Python flows)
+# every transferee test purpose
 ALL = {
     "TE-BLIND-001", "TE-SUB-001", "TE-SUCCESS-001", "TE-ORIG-001",
     "TE-DECLINE-001", "TE-DECLINE-002", "TE-DECLINE-003", "TE-NOANSWER-001",
@@ -34,10 +39,10 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
     "accept_two_refer_to": {"TE-REJECT-002"},
     "accept_unknown_dialog": {"TE-REJECT-004"},
     "stray_subscribe_489": {"TE-SUBSCRIBE-001"},
-    # the implicit subscription: without NOTIFYs nothing about them can pass
-    "no_notify": {"TE-SUB-001", "TE-SUCCESS-001", "TE-DECLINE-001", "TE-DECLINE-002", "TE-DECLINE-003",
-                  "TE-NOANSWER-001", "TE-NOSUB-003", "TE-REJECT-003", "TE-MULTI-001"} | NOTIFY_ALL,
-    "no_initial_notify": {"TE-NOTIFY-004", "TE-NOTIFY-005"},
+    # the implicit subscription (without NOTIFYs the purposes about them cannot be judged: see below)
+    "no_notify": {"TE-SUB-001", "TE-SUCCESS-001", "TE-DECLINE-001", "TE-DECLINE-002", "TE-NOANSWER-001",
+                  "TE-NOSUB-003", "TE-REJECT-003", "TE-NOTIFY-004"},
+    "no_initial_notify": {"TE-NOTIFY-004"},
     "initial_not_trying": {"TE-NOTIFY-005"},
     # a body that is no status line cannot report an outcome either
     "bad_sipfrag": {"TE-NOTIFY-003", "TE-SUCCESS-001", "TE-DECLINE-001", "TE-DECLINE-002", "TE-DECLINE-003",
@@ -77,6 +82,14 @@ EXPECTED_FAILURES: dict[str, set[str]] = {
     "ignore_early_only": set(),
 }
 
+# fault -> the test purposes it leaves INCONCLUSIVE (a prerequisite of theirs, judged elsewhere, is missing)
+EXPECTED_INCONCLUSIVE: dict[str, set[str]] = {
+    # no NOTIFY at all: nothing to read an Event, a body or a Subscription-State from
+    "no_notify": {"TE-DECLINE-003", "TE-MULTI-001"} | (NOTIFY_ALL - {"TE-NOTIFY-004"}),
+    # no immediate NOTIFY: no first NOTIFY whose status could be 100 Trying
+    "no_initial_notify": {"TE-NOTIFY-005"},
+}
+
 # suite runs: each batch's faults have disjoint sets and do not hide one another
 BATCHES: list[list[str]] = [
     ["no_notify", "refer_200", "accept_no_refer_to", "accept_two_refer_to", "accept_unknown_dialog",
@@ -90,8 +103,16 @@ BATCHES: list[list[str]] = [
 ]
 
 
-def expected_for(batch: list[str]) -> set[str]:
-    return set().union(*(EXPECTED_FAILURES[f] for f in batch))
+def expected_for(batch: list[str]) -> dict[str, str]:
+    """Test purpose -> the verdict the batch must give it ('failed' or 'inconclusive'; the others pass)."""
+    out = {p: "inconclusive" for f in batch for p in EXPECTED_INCONCLUSIVE.get(f, ())}
+    out.update({p: "failed" for f in batch for p in EXPECTED_FAILURES[f]})
+    return out
+
+
+def affected(fault: str) -> set[str]:
+    """Every test purpose a fault does not leave passing."""
+    return EXPECTED_FAILURES.get(fault, set()) | EXPECTED_INCONCLUSIVE.get(fault, set())
 
 
 def check_table() -> list[str]:
@@ -104,15 +125,21 @@ def check_table() -> list[str]:
     for fault in batched:
         if fault not in EXPECTED_FAILURES:
             problems.append(f"batched fault {fault!r} has no expected failures entry")
+    for fault in EXPECTED_INCONCLUSIVE:
+        if fault not in EXPECTED_FAILURES:
+            problems.append(f"fault {fault!r} has inconclusive test purposes but no expected failures entry")
+        both = EXPECTED_FAILURES.get(fault, set()) & EXPECTED_INCONCLUSIVE[fault]
+        if both:
+            problems.append(f"{fault}: listed as both failing and inconclusive: {sorted(both)}")
     for i, batch in enumerate(BATCHES):
         seen: dict[str, str] = {}
         for fault in batch:
-            for purpose in EXPECTED_FAILURES.get(fault, ()):
+            for purpose in affected(fault):
                 if purpose in seen:
-                    problems.append(f"batch {i + 1}: {fault} and {seen[purpose]} both fail {purpose}")
+                    problems.append(f"batch {i + 1}: {fault} and {seen[purpose]} both affect {purpose}")
                 seen[purpose] = fault
-    for fault, purposes in EXPECTED_FAILURES.items():
-        unknown = purposes - ALL
+    for fault in EXPECTED_FAILURES:
+        unknown = affected(fault) - ALL
         if unknown:
             problems.append(f"{fault}: unknown test purposes {sorted(unknown)}")
     uncovered = ALL - set().union(*EXPECTED_FAILURES.values())
@@ -146,22 +173,24 @@ def run_batches(base: pathlib.Path, batches: list[list[str]], workers: int = 2, 
         jobs[f"batch{i + 1}"] = batch_profile(directory, f"batch{i + 1}", batch)
 
     def one(name: str) -> SuiteResult:
-        return run_suite(jobs[name], base / name / "reports", markers="transferee and not security", workers=workers, timeout=600)
+        return run_suite(jobs[name], base / name / "reports", markers="transferee and not security",
+                         workers=workers, timeout=600)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
         futures = {name: pool.submit(one, name) for name in jobs}
         return {name: f.result() for name, f in futures.items()}
 
 
-def verdict_problems(result: SuiteResult, expected: set[str]) -> list[str]:
-    """How a run's verdicts differ from 'exactly `expected` fail, every other purpose passes'."""
+def verdict_problems(result: SuiteResult, expected: dict[str, str]) -> list[str]:
+    """How a run's verdicts differ from `expected` (test purpose -> 'failed' or 'inconclusive';
+    every other purpose passes)."""
     problems = []
     missing = ALL - set(result.verdicts)
     if missing:
         problems.append(f"not run: {sorted(missing)}")
     for purpose in sorted(ALL & set(result.verdicts)):
         verdict = result.verdicts[purpose]
-        want = "failed" if purpose in expected else "passed"
+        want = expected.get(purpose, "passed")
         if verdict != want:
             detail = result.messages.get(purpose, "").strip()
             problems.append(f"{purpose}: {verdict}, expected {want}" + (f"\n      {detail[:1500]}" if detail else ""))
