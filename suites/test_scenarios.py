@@ -37,7 +37,8 @@ def pytest_generate_tests(metafunc):
     # A broken scenario file is a test of its own (an ERROR: the suite's input, not the DUT, is
     # at fault) and the rest of the run goes on.
     broken = [pytest.param(e, None, id=pathlib.Path(e.path).name) for e in errors]
-    metafunc.parametrize("scenario, variant", scenario_variants(scenarios) + broken)
+    profile = getattr(metafunc.config, "referee_profile", None)
+    metafunc.parametrize("scenario, variant", scenario_variants(scenarios, profile) + broken)
 
 
 def test_scenario(scenario, variant, play):

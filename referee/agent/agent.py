@@ -241,7 +241,9 @@ class Agent:
         if now - self._last_sweep < 1.0:
             return
         self._last_sweep = now
-        for tx in [tx for tx in self._requests if tx.terminated]:
+        # only requests whose final answer was delivered: on TCP an error answer ends the
+        # transaction at once, while its ACK may still be on its way out
+        for tx in [tx for tx, cr in self._requests.items() if tx.terminated and cr.final_future.done()]:
             del self._requests[tx]
 
     @staticmethod

@@ -1,4 +1,7 @@
-"""Bind a scenario's parties to agents and the DUT, the way the DUT's profile says."""
+"""Bind a scenario's parties to agents and the DUT, the way the DUT's profile says.
+
+The agents speak the session's transport (UDP, TCP or TLS); on TLS they present the session's
+test certificate and do not verify the DUT's (see referee/dut/tls.py)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ async def bind(scenario: Scenario, session: DutSession, host: str = "127.0.0.1",
     agent_parties = [p for p in scenario.parties.values() if p.kind == "agent"]
     ordered = sorted(agent_parties, key=lambda p: PARTY_ORDER.index(p.name) if p.name in PARTY_ORDER else 99)
     users = list(profile.users.values())
+    transport = session.transport
+    tls = session.agent_tls()      # TLS contexts when the session runs on TLS, else nothing
     try:
         for i, party in enumerate(ordered):
             options = dict(party.options)
@@ -31,15 +36,16 @@ async def bind(scenario: Scenario, session: DutSession, host: str = "127.0.0.1",
                                             f"{len(users)}")
                 user = users[i]
                 creds = (user.username or user.extension, user.password) if user.password else None
-                agent = await Agent.start(party.name, host=user.host, port=user.port, transport=profile.transport,
+                agent = await Agent.start(party.name, host=user.host, port=user.port, transport=transport,
                                           user=user.extension, outbound=session.address,
                                           domain=profile.domain or _hostport(session.address), credentials=creds,
-                                          policy=policy)
+                                          policy=policy, **tls)
                 aliases[party.name] = session.user_aor(user.name)
             else:
                 outbound = session.address if profile.kind == "proxy" else None
-                agent = await Agent.start(party.name, host=host, port=0, transport=profile.transport,
-                                          user=options.pop("user", None), outbound=outbound, policy=policy)
+                agent = await Agent.start(party.name, host=host, port=0, transport=transport,
+                                          user=options.pop("user", None), outbound=outbound, policy=policy,
+                                          **tls)
             options.pop("user", None)
             for key, value in options.items():
                 setattr(agent, key, value)

@@ -18,7 +18,32 @@ import time
 
 
 class DriverError(RuntimeError):
-    """A driver could not do what it was asked (process died, command refused, timeout)."""
+    """A driver could not do what it was asked (process died, command refused, timeout).
+
+    The suite's verdict for a test this interrupts is ERROR (a fault of the harness or the
+    environment), unless a subclass below says otherwise.
+    """
+
+
+class ProgramMissing(DriverError):
+    """The program a driver runs is not installed (or not executable). The run stops at once
+    with one message: every test would fail the same way."""
+
+
+class TransportUnsupported(DriverError):
+    """The profile asks for a transport this driver cannot make its product listen on. Refused
+    when the DUT starts, with one message."""
+
+
+class ActionUnsupported(DriverError):
+    """The product cannot perform the action asked of it (e.g. no attended-transfer command).
+    The test cannot reach the point of judging: its verdict is INCONCLUSIVE."""
+
+
+class NoEvidence(DriverError):
+    """The product was asked to act and took the command, but the SIP that would show the action
+    (e.g. the REFER of a transfer) did not appear. Without that evidence nothing can be judged:
+    INCONCLUSIVE, unless the requirement under test itself obliges the device to send it."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +69,10 @@ class PhoneEvent:
         return self.fields.get(key, default)
 
 
+#: SIP transports a DUT can be asked to listen on (profile `transport` / `transports`)
+TRANSPORTS = ("udp", "tcp", "tls")
+
+
 # Capability names a driver (or a profile) may declare. Tests needing one the DUT lacks are skipped.
 CAPABILITIES = frozenset({
     "transferee",        # accepts REFER and calls the Refer-To target
@@ -64,16 +93,41 @@ class PhoneDriver(abc.ABC):
     name: str = "phone"
     #: subset of CAPABILITIES this product supports, as observed on this machine
     capabilities: frozenset[str] = frozenset()
+    #: the executable the driver launches, as its Debian package installs it ("" for none)
+    program: str = ""
+    #: the Debian package that installs `program` (named in the ProgramMissing fix)
+    package: str = ""
+    #: the transports this driver can make its product listen on
+    transports: tuple[str, ...] = ("udp",)
+    #: transport -> why the product cannot listen on it (quoted when it is refused)
+    transport_limits: dict[str, str] = {}
+    #: the product binds its SIP port on every address (0.0.0.0), not only on `host`
+    binds_all_addresses: bool = False
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "dut") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "dut",
+                 transport: str = "udp") -> None:
         self.host = host
         self.port = port   # 0: the driver picks a free port in start()
         self.user = user
+        self.transport = transport
 
     @property
     def sip_uri(self) -> str:
-        """Where the suite sends calls to this phone, e.g. sip:dut@127.0.0.1:5080."""
-        return f"sip:{self.user}@{self.host}:{self.port}"
+        """Where the suite sends calls to this phone, e.g. sip:dut@127.0.0.1:5080 (with
+        ;transport=tcp or ;transport=tls when it listens on TCP or TLS)."""
+        return sip_uri(self.user, self.host, self.port, self.transport)
+
+    # -- what this driver needs, checked before anything starts -------------------------------
+    @classmethod
+    def find_program(cls) -> str:
+        """Absolute path of the program this driver launches. Raises ProgramMissing with the fix."""
+        from .programs import find_program
+        return find_program(cls.program, cls.package)
+
+    @classmethod
+    def check_transport(cls, transport: str) -> None:
+        """Raise TransportUnsupported unless this driver can make its product listen on `transport`."""
+        check_transport(cls.name, transport, cls.transports, cls.transport_limits)
 
     # -- life cycle ------------------------------------------------------------------------
     @abc.abstractmethod
@@ -134,3 +188,25 @@ class PhoneDriver(abc.ABC):
     @abc.abstractmethod
     def events(self) -> list[PhoneEvent]:
         """All events seen so far (consumed or not), oldest first."""
+
+
+def sip_uri(user: str | None, host: str, port: int, transport: str = "udp") -> str:
+    """sip:[user@]host:port, with ;transport=tcp|tls for a stream transport.
+
+    TLS is named `sip:...;transport=tls`, not `sips:`: the agents' own Contact and Via use it,
+    every product here dials it, and a sips: URI would oblige the DUT to keep SIPS end to end
+    (RFC 5630), which is not what the REFER purposes judge."""
+    hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    suffix = "" if transport == "udp" else f";transport={transport}"
+    return f"sip:{user}@{hostport}{suffix}" if user else f"sip:{hostport}{suffix}"
+
+
+def check_transport(name: str, transport: str, supported, limits: dict[str, str] | None = None) -> None:
+    """Raise TransportUnsupported (one message: what, why, the fix) unless `transport` is supported."""
+    if transport in supported:
+        return
+    why = (limits or {}).get(transport, "")
+    raise TransportUnsupported(
+        f"{name}: cannot listen on {transport.upper()}" + (f": {why}" if why else "")
+        + f"; it supports {', '.join(t.upper() for t in supported)} (fix: list only those in the profile's "
+          f"`transports`)")

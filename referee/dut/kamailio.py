@@ -25,9 +25,12 @@ from pathlib import Path
 
 from referee.transport import Received, TransportError, open_udp
 
+from .driver import ProgramMissing
+from .programs import find_program
+
 #: the proxy configuration shipped with referee
 DEFAULT_CFG = Path(__file__).resolve().parents[2] / "duts" / "kamailio" / "kamailio.cfg"
-INSTALL_HINT = "install it with: apt-get install kamailio"
+INSTALL_HINT = "install it: apt-get install kamailio, or run ./install.sh"
 
 _ERROR_LINE = re.compile(r"(ERROR|CRITICAL|ALERT|BUG)[: ].*")
 
@@ -40,13 +43,17 @@ class KamailioPortInUse(KamailioError):
     """The port asked for is held by another process."""
 
 
+class KamailioMissing(KamailioError, ProgramMissing):
+    """The kamailio program is not installed (a KamailioError and a ProgramMissing)."""
+
+
 def find_kamailio(binary: str | None = None) -> str:
     """Path of the kamailio executable (PATH, then /usr/sbin and /usr/local/sbin)."""
     wanted = binary or os.environ.get("REFEREE_KAMAILIO") or "kamailio"
-    path = shutil.which(wanted) or shutil.which(wanted, path="/usr/sbin:/usr/local/sbin")
-    if path is None:
-        raise KamailioError(f"Kamailio executable {wanted!r} not found; {INSTALL_HINT}")
-    return path
+    try:
+        return find_program(wanted, "kamailio")
+    except ProgramMissing as exc:
+        raise KamailioMissing(f"Kamailio: {exc}") from None
 
 
 def _port_free(host: str, port: int) -> bool:

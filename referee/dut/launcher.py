@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 
-from .driver import DriverError
+from .driver import DriverError, ProgramMissing
 
 _PR_SET_PDEATHSIG = 1
 
@@ -62,6 +62,10 @@ class LaunchedProcess:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, cwd=self.cwd, preexec_fn=_die_with_parent,
                                          text=True, errors="replace", bufsize=1)
+        except FileNotFoundError:
+            from .programs import install_hint
+            raise ProgramMissing(f"{self.name}: cannot launch {self.argv[0]!r}: not found; "
+                                 f"{install_hint(self.argv[0])}") from None
         except OSError as exc:
             raise DriverError(f"{self.name}: cannot launch {self.argv[0]!r}: {exc.strerror}") from None
         self._reader = threading.Thread(target=self._read, daemon=True, name=f"{self.name}-output")
@@ -108,7 +112,37 @@ class LaunchedProcess:
             self._reader.join(1)
 
 
+def wait_accepting(host: str, port: int, timeout: float, name: str = "dut") -> None:
+    """Wait (bounded) until host:port accepts a TCP connection: a program may print its ready
+    line once its UDP socket is bound, a moment before its TCP listener is up (Kamailio does)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(max(0.05, min(0.5, deadline - time.monotonic())))
+            try:
+                s.connect((host, port))
+                return
+            except OSError as exc:
+                error = exc
+        if time.monotonic() >= deadline:
+            raise DriverError(f"{name}: ready, but {host}:{port} accepts no TCP connection within {timeout:g} s "
+                              f"({error}); is the launch command listening on the profile's transport?")
+        time.sleep(0.02)
+
+
 def expand(argv: list[str], **values: str) -> list[str]:
-    """Fill {port}, {host}, {python}, {profile_dir}, {repo} in launch arguments."""
+    """Fill {port}, {host}, {python}, {profile_dir}, {repo}, {transport} (and on TLS {tls_cert},
+    {tls_key}) in launch arguments."""
     values.setdefault("python", sys.executable)
-    return [arg.format(**values) for arg in argv]
+    values.setdefault("transport", "udp")
+    values.setdefault("tls_cert", "")
+    values.setdefault("tls_key", "")
+    out = []
+    for arg in argv:
+        try:
+            out.append(arg.format(**values))
+        except (KeyError, IndexError, ValueError) as exc:
+            raise DriverError(f"launch argument {arg!r}: unknown or malformed placeholder ({exc}); "
+                              f"known: {', '.join('{' + k + '}' for k in sorted(values))}") from None
+    return out

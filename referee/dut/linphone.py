@@ -8,6 +8,10 @@ Config notes (all verified): without `ipv6_migration_done=1` liblinphone turns I
 then never listens on an IPv4 bind address; without `guess_hostname=0` it rewrites the
 identity's host to the default-route address; `[rtp] bind_address` keeps SDP and RTP on the
 loopback address (otherwise it advertises the default-route address).
+
+Transports: UDP or TCP, only the profile's one (`sip_port` / `sip_tcp_port`, the other 0).
+TLS is refused: linphonec 5.1 opens a TLS listening socket but belle-sip drops every incoming
+TLS connection ("New connection arriving on TLS, not handled"), so it cannot be called on TLS.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ class LinphoneDriver(ConsolePhone):
 
     name = "linphone"
     program = "linphonec"
+    package = "linphone-cli"
+    transports = ("udp", "tcp")
+    transport_limits = {"tls": "linphonec 5.1 (belle-sip) accepts no incoming TLS connection (its log says "
+                               "'New connection arriving on TLS, not handled')"}
     ready_re = re.compile(r"linphonec> ?$")
     quit_command = "quit"
     answer_modes = ("auto", "manual", "noanswer")
@@ -46,8 +54,10 @@ class LinphoneDriver(ConsolePhone):
                               "manual_answer"})
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "dut",
-                 answer: str = "auto", *, command_timeout: float = 5.0) -> None:
-        super().__init__(host, port, user, answer, command_timeout=command_timeout)
+                 answer: str = "auto", *, transport: str = "udp", certificates=None,
+                 command_timeout: float = 5.0) -> None:
+        super().__init__(host, port, user, answer, transport=transport, certificates=certificates,
+                         command_timeout=command_timeout)
         self._msg: list[str] | None = None
         self._msg_dir = ""
         self._paused: set[str] = set()     # call numbers we put on hold
@@ -59,10 +69,10 @@ class LinphoneDriver(ConsolePhone):
         rc = home / "linphonerc"
         rc.write_text("\n".join([
             "[sip]",
-            f'contact="{self.user}" <sip:{self.user}@{self.host}:{self.port}>',
+            f'contact="{self.user}" <{self.sip_uri}>',
             "guess_hostname=0",
-            f"sip_port={self.port}",
-            "sip_tcp_port=0",
+            f"sip_port={self.port if self.transport == 'udp' else 0}",
+            f"sip_tcp_port={self.port if self.transport == 'tcp' else 0}",
             "sip_tls_port=0",
             f"bind_address={self.host}",
             "use_ipv6=0",

@@ -13,13 +13,12 @@ import pathlib
 import re
 import tomllib
 
-from .driver import CAPABILITIES
+from .driver import CAPABILITIES, TRANSPORTS
 
 KINDS = ("phone", "pbx", "proxy")
-TRANSPORTS = ("udp", "tcp")
 PHONE_ROLES = ("transferee", "transferor", "target")
 DRIVERS = ("refphone", "baresip", "linphone", "twinkle", "console")
-TOP_KEYS = {"name", "kind", "address", "transport", "answers", "roles", "capabilities", "register", "users",
+TOP_KEYS = {"name", "kind", "address", "transport", "transports", "requires", "answers", "roles", "capabilities", "register", "users",
             "driver", "launch", "ready", "ready_timeout", "stop_timeout", "domain", "user", "notes", "outbound", "known_failures", "load"}
 USER_KEYS = {"extension", "port", "password", "username", "host"}
 
@@ -53,7 +52,7 @@ class Profile:
     name: str
     kind: str
     address: tuple[str, int] | None      # None: a launched DUT gets a free port at start
-    transport: str = "udp"
+    transport: str = "udp"               # the first of `transports` (the default for a session)
     answers: str = "auto"
     roles: list[str] = dataclasses.field(default_factory=list)
     capabilities: set[str] = dataclasses.field(default_factory=set)
@@ -71,6 +70,10 @@ class Profile:
     known_failures: dict[str, str] = dataclasses.field(default_factory=dict)
     # pass criteria and shape of the load steps (suites/load/README.md documents the keys)
     load: dict = dataclasses.field(default_factory=dict)
+    # every transport the DUT listens on (profile `transport = "udp"` or `transports = [...]`)
+    transports: list[str] = dataclasses.field(default_factory=lambda: ["udp"])
+    # programs a launched DUT needs besides its launch command (checked before it starts)
+    requires: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def secrets(self) -> list[str]:
@@ -83,9 +86,16 @@ class Profile:
         return role == self.kind
 
     def missing(self, needs: list[str]) -> list[str]:
-        have = self.capabilities | set(self.roles)
+        """The needs of a test purpose this profile does not meet: its roles and capabilities, plus
+        `driver` (the DUT can be made to act), `register` (users register), `credentials` (users
+        have passwords) and a transport name (the DUT listens on it)."""
+        have = self.capabilities | set(self.roles) | set(self.transports)
         if self.driver:
             have |= {"driver"}
+        if self.register:
+            have |= {"register"}
+        if self.secrets:
+            have |= {"credentials"}
         return [n for n in needs if n not in have]
 
 
@@ -179,6 +189,15 @@ def _build(path: pathlib.Path, data: dict) -> Profile:
     if kind == "pbx" and len(users) < 3:
         raise ProfileError(path, "users", f"a PBX profile needs three users (transferor, transferee, target); "
                                           f"found {len(users)}", "[users.alice] extension = \"1001\" port = 6001")
+    transports = _transports(path, data, text, string_list)
+    if driver == "console" and transports != ["udp"] and not any("{transport}" in a for a in launch):
+        raise ProfileError(path, "launch", f"the console program is declared for {', '.join(transports)} "
+                                           f"but its launch command has no {{transport}} to tell it which one",
+                           'launch = [..., "--transport", "{transport}"]')
+    requires = string_list("requires")
+    if any(not r.strip() for r in requires):
+        raise ProfileError(path, "requires", "program names must not be empty", 'requires = ["kamailio"]')
+
     def number(key: str, default: float) -> float:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 300:
@@ -186,13 +205,30 @@ def _build(path: pathlib.Path, data: dict) -> Profile:
         return float(value)
     return Profile(
         path=path, name=name, kind=kind, address=address,
-        transport=text("transport", "udp", TRANSPORTS), answers=text("answers", "auto", ("auto", "manual")),
+        transport=transports[0], transports=transports, requires=requires, answers=text("answers", "auto", ("auto", "manual")),
         roles=roles, capabilities=set(string_list("capabilities", sorted(CAPABILITIES))), register=register,
         users=users, driver=driver, launch=launch, ready=text("ready", "READY"),
         ready_timeout=number("ready_timeout", 15.0), stop_timeout=number("stop_timeout", 5.0),
         domain=text("domain"), user=text("user"), notes=text("notes", ""),
         known_failures=_known_failures(path, data.get("known_failures", {})),
         load=_load_table(path, data.get("load", {})))
+
+
+def _transports(path, data: dict, text, string_list) -> list[str]:
+    """`transport = "udp"` (one) or `transports = ["udp", "tcp", "tls"]` (several; the first is
+    the default); not both."""
+    if "transport" in data and "transports" in data:
+        raise ProfileError(path, "transports", "give either `transport` or `transports`, not both",
+                           'transports = ["udp", "tcp"]')
+    if "transports" in data:
+        transports = string_list("transports", TRANSPORTS)
+        if not transports:
+            raise ProfileError(path, "transports", "must name at least one transport", 'transports = ["udp"]')
+        if len(set(transports)) != len(transports):
+            raise ProfileError(path, "transports", f"lists a transport twice: {transports}",
+                               f"transports = {list(dict.fromkeys(transports))}".replace("'", '"'))
+        return list(transports)
+    return [text("transport", "udp", TRANSPORTS)]
 
 
 def _load_table(path, node) -> dict:

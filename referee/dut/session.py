@@ -3,60 +3,145 @@
 from __future__ import annotations
 
 import pathlib
+import shutil
+import sys
+import tempfile
 
-from .driver import DriverError, PhoneDriver
+from .driver import TRANSPORTS, DriverError, PhoneDriver, ProgramMissing, TransportUnsupported, sip_uri
 from .drivers import driver_class
-from .launcher import LaunchedProcess, expand, free_port
+from .launcher import LaunchedProcess, expand, free_port, wait_accepting
 from .profile import Profile
+from .programs import find_program
+from .tls import agent_contexts, make_certificates
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 class DutSession:
-    """Implements referee.scenario.DutEndpoint for a profile: external, launched or driven."""
+    """Implements referee.scenario.DutEndpoint for a profile: external, launched or driven.
 
-    def __init__(self, profile: Profile) -> None:
+    `transport` picks one of the profile's `transports` (default: the first). The DUT is made
+    to listen on it, the agents bound to this session speak it (`agent_tls()` gives them their
+    TLS contexts), and the URIs built for the DUT carry it (`;transport=tcp|tls`).
+    """
+
+    def __init__(self, profile: Profile, transport: str | None = None) -> None:
+        transport = transport or profile.transport
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)}, got {transport!r}")
         self.profile = profile
         self.name = profile.name
         self.kind = profile.kind
-        self.transport = profile.transport
+        self.transport = transport
         self.driver: PhoneDriver | None = None
         self.process: LaunchedProcess | None = None
         self.address: tuple[str, int] = profile.address or ("127.0.0.1", 0)
         self.started = False
         self.policy = None      # the DestinationPolicy agents must obey (set by the plugin)
+        self.certificates = None   # TestCertificates of a TLS session (made in start())
+        self._cert_dir: str | None = None
 
-    def start(self) -> "DutSession":
+    # -- before anything starts ------------------------------------------------------------------
+    def preflight(self) -> None:
+        """Check, without starting anything, that this DUT can be launched on this transport.
+
+        Raises TransportUnsupported (the profile does not list the transport, or the driver
+        cannot make its product listen on it) or ProgramMissing (the driver's program, the
+        launch command's program or a program of `requires` is not installed), each with one
+        message that names the fix."""
         p = self.profile
-        if p.driver:
-            host = p.address[0] if p.address else "127.0.0.1"
-            port = p.address[1] if p.address else 0
+        if self.transport not in p.transports:
+            raise TransportUnsupported(
+                f"{p.path}: DUT {p.name!r} is not declared for {self.transport.upper()}: its profile lists "
+                f"{', '.join(p.transports)} (fix: add {self.transport!r} to `transports` if the DUT listens "
+                f"on it, or run with one of those)")
+        if p.driver and p.driver != "console":
             cls = driver_class(p.driver)
-            kwargs = {"host": host, "port": port, "user": p.user or "dut"}
-            if p.answers == "manual":
-                kwargs["answer"] = "manual"
-            if p.driver == "console":
-                kwargs.update(launch=[a.replace("{repo}", str(REPO)).replace("{profile_dir}", str(p.path.parent.resolve()))
-                                      for a in p.launch], capabilities=frozenset(p.capabilities))
-            self.driver = cls(**kwargs)
-            self.driver.start(timeout=p.ready_timeout)
-            self.address = (self.driver.host, self.driver.port)
-        elif p.launch:   # a launched DUT the suite addresses but does not drive
-            host = p.address[0] if p.address else "127.0.0.1"
-            port = p.address[1] if p.address else free_port(host)
-            argv = expand(p.launch, host=host, port=str(port), profile_dir=str(p.path.parent.resolve()),
-                          repo=str(REPO))
-            self.process = LaunchedProcess(argv, p.ready, name=p.name, cwd=str(REPO))
-            self.process.start(p.ready_timeout)
-            self.address = (host, port)
+            cls.check_transport(self.transport)
+            cls.find_program()
+        if p.launch:
+            self._launch_program()
+        for program in p.requires:
+            find_program(program)
+
+    def _launch_program(self) -> str:
+        """Absolute path of the launch command's program (PATH, then the sbin directories)."""
+        first = self.profile.launch[0]
+        program = sys.executable if first == "{python}" else first
+        if "{" in program:
+            raise ProgramMissing(f"{self.profile.path}: key 'launch': the program {first!r} must be a "
+                                 f"name, a path or {{python}}, not a placeholder")
+        try:
+            return find_program(program)
+        except ProgramMissing as exc:
+            raise ProgramMissing(f"{self.profile.path}: key 'launch': {exc}") from None
+
+    # -- life cycle --------------------------------------------------------------------------------
+    def start(self) -> "DutSession":
+        self.preflight()
+        p = self.profile
+        try:
+            if self.transport == "tls":
+                self._make_certificates()
+            if p.driver:
+                self._start_driver()
+            elif p.launch:   # a launched DUT the suite addresses but does not drive
+                self._start_launched()
+        except BaseException:
+            self.stop()
+            raise
         self.started = True
         return self
+
+    def _start_driver(self) -> None:
+        p = self.profile
+        host = p.address[0] if p.address else "127.0.0.1"
+        port = p.address[1] if p.address else 0
+        cls = driver_class(p.driver)
+        kwargs = {"host": host, "port": port, "user": p.user or "dut", "transport": self.transport}
+        if self.certificates is not None:
+            kwargs["certificates"] = self.certificates
+        if p.answers == "manual":
+            kwargs["answer"] = "manual"
+        if p.driver == "console":
+            launch = [a.replace("{repo}", str(REPO)).replace("{profile_dir}", str(p.path.parent.resolve()))
+                      for a in p.launch]
+            launch[0] = launch[0] if launch[0] == "{python}" else self._launch_program()
+            kwargs.update(launch=launch, capabilities=frozenset(p.capabilities), transports=tuple(p.transports))
+        self.driver = cls(**kwargs)
+        self.driver.start(timeout=p.ready_timeout)
+        self.address = (self.driver.host, self.driver.port)
+
+    def _start_launched(self) -> None:
+        p = self.profile
+        host = p.address[0] if p.address else "127.0.0.1"
+        port = p.address[1] if p.address else free_port(host)
+        self.process = LaunchedProcess(self.launch_command(host, port), p.ready, name=p.name, cwd=str(REPO))
+        self.process.start(p.ready_timeout)
+        if self.transport != "udp":     # the ready line may come before the TCP listener is up
+            wait_accepting(host, port, p.ready_timeout, name=p.name)
+        self.address = (host, port)
+
+    def launch_command(self, host: str, port: int) -> list[str]:
+        """The profile's `launch` command for host:port on this session's transport, its program
+        resolved to an absolute path (kamailio lives in /usr/sbin, not on every PATH)."""
+        p = self.profile
+        certs = self.certificates
+        argv = expand(p.launch, host=host, port=str(port), profile_dir=str(p.path.parent.resolve()),
+                      repo=str(REPO), transport=self.transport,
+                      tls_cert=str(certs.cert_file) if certs else "", tls_key=str(certs.key_file) if certs else "")
+        if p.launch[0] != "{python}":
+            argv[0] = self._launch_program()
+        return argv
 
     def stop(self) -> None:
         if self.driver is not None:
             self.driver.stop(timeout=self.profile.stop_timeout)
         if self.process is not None:
             self.process.stop(self.profile.stop_timeout)
+        if self._cert_dir is not None:
+            shutil.rmtree(self._cert_dir, ignore_errors=True)
+            self._cert_dir = None
         self.started = False
 
     def alive(self) -> bool:
@@ -75,20 +160,38 @@ class DutSession:
             return tail() if callable(tail) else ""
         return ""
 
+    # -- what the agents need ----------------------------------------------------------------------
+    def agent_tls(self) -> dict:
+        """Keyword arguments for Agent.start on this session's transport: the TLS contexts on
+        TLS (the agents present the session's test certificate and do not verify the DUT's),
+        nothing otherwise."""
+        if self.transport != "tls":
+            return {}
+        if self.certificates is None:     # not started (e.g. a probe of an external DUT)
+            self._make_certificates()
+        return agent_contexts(self.certificates)
+
+    def _make_certificates(self) -> None:
+        """Test certificates for this session (the DUT's TLS server and the agents'), in a
+        directory removed by stop()."""
+        if self._cert_dir is None:
+            self._cert_dir = tempfile.mkdtemp(prefix="referee-tls-")
+        self.certificates = make_certificates(pathlib.Path(self._cert_dir))
+
+    # -- addresses ---------------------------------------------------------------------------------
     def uri_for(self, role: str) -> str:
         host, port = self.address
-        hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
-        if self.kind == "phone":
-            return f"sip:{self.profile.user or role}@{hostport}{suffix}"
-        return f"sip:{hostport}{suffix}"
+        user = (self.profile.user or role) if self.kind == "phone" else None
+        return sip_uri(user, host, port, self.transport)
 
     def user_aor(self, user_name: str) -> str:
-        """A PBX/proxy user's address of record: its extension at the DUT (or its domain)."""
+        """A PBX/proxy user's address of record: its extension at the DUT (or its domain), with
+        ;transport=tcp|tls when the session is not on UDP."""
         user = self.profile.users[user_name]
         host, port = self.address
-        domain = self.profile.domain or f"{host}:{port}"
-        return f"sip:{user.extension}@{domain}"
+        domain = self.profile.domain or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
+        return f"sip:{user.extension}@{domain}{suffix}"
 
     def __enter__(self) -> "DutSession":
         return self.start()

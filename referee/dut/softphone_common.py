@@ -22,6 +22,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -30,7 +31,10 @@ from typing import Callable
 
 import pexpect
 
-from .driver import DriverError, PhoneDriver, PhoneEvent
+from referee.sip import SipParseError, frame_stream
+
+from .driver import DriverError, PhoneDriver, PhoneEvent, check_transport
+from .tls import make_certificates
 
 ANSWER_MODES = ("auto", "manual", "busy", "decline", "noanswer")
 TAIL_LINES = 40
@@ -112,30 +116,56 @@ def free_port_block(host: str = "127.0.0.1", count: int = 8, low: int = 20000,
     raise DriverError(f"no block of {count} free UDP ports on {host} in {low}-{high}")
 
 
-def sip_ping(host: str, port: int, timeout: float = 0.5) -> str | None:
-    """Send one OPTIONS over UDP; return the status line of the answer, or None."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        lport = s.getsockname()[1]
-        branch = f"z9hG4bK-referee-ping-{random.getrandbits(32):08x}"
-        msg = (f"OPTIONS sip:{host}:{port} SIP/2.0\r\n"
-               f"Via: SIP/2.0/UDP {host}:{lport};branch={branch};rport\r\n"
-               f"Max-Forwards: 70\r\n"
-               f"From: <sip:ping@{host}:{lport}>;tag={branch[-8:]}\r\n"
-               f"To: <sip:{host}:{port}>\r\n"
-               f"Call-ID: {branch}@{host}\r\n"
-               f"CSeq: 1 OPTIONS\r\n"
-               f"Content-Length: 0\r\n\r\n")
-        s.sendto(msg.encode(), (host, port))
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            s.settimeout(left)
-            try:
-                data = s.recv(65535)
-            except OSError:   # timeout, or ICMP port unreachable
-                return None
-            if branch.encode() in data and data.startswith(b"SIP/2.0 "):
-                return data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+def _options(host: str, port: int, lport: int, transport: str, branch: str) -> bytes:
+    suffix = "" if transport == "udp" else f";transport={transport}"
+    return (f"OPTIONS sip:{host}:{port}{suffix} SIP/2.0\r\n"
+            f"Via: SIP/2.0/{transport.upper()} {host}:{lport};branch={branch};rport\r\n"
+            f"Max-Forwards: 70\r\n"
+            f"From: <sip:ping@{host}:{lport}>;tag={branch[-8:]}\r\n"
+            f"To: <sip:{host}:{port}>\r\n"
+            f"Call-ID: {branch}@{host}\r\n"
+            f"CSeq: 1 OPTIONS\r\n"
+            f"Content-Length: 0\r\n\r\n").encode()
+
+
+def sip_ping(host: str, port: int, timeout: float = 0.5, transport: str = "udp") -> str | None:
+    """Send one OPTIONS over `transport` (udp, tcp or tls: a TLS peer's certificate is not
+    verified); return the status line of the answer, or None."""
+    branch = f"z9hG4bK-referee-ping-{random.getrandbits(32):08x}"
+    deadline = time.monotonic() + timeout
+    if transport == "udp":
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((host, 0))
+            s.sendto(_options(host, port, s.getsockname()[1], "udp", branch), (host, port))
+            while (left := deadline - time.monotonic()) > 0:
+                s.settimeout(left)
+                try:
+                    data = s.recv(65535)
+                except OSError:   # timeout, or ICMP port unreachable
+                    return None
+                if branch.encode() in data and data.startswith(b"SIP/2.0 "):
+                    return data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+        return None
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            sock = raw
+            if transport == "tls":
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                sock = ctx.wrap_socket(raw)
+            sock.sendall(_options(host, port, sock.getsockname()[1], transport, branch))
+            data = b""
+            while (left := deadline - time.monotonic()) > 0 and b"\r\n" not in data:
+                sock.settimeout(left)
+                chunk = sock.recv(65535)
+                if not chunk:
+                    break
+                data += chunk
+    except (OSError, ssl.SSLError):   # refused, reset, timeout, handshake failure
+        return None
+    if data.startswith(b"SIP/2.0 ") and b"\r\n" in data:
+        return data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
     return None
 
 
@@ -201,6 +231,25 @@ def sip_from_trace(lines: list[str]) -> TracedMessage | None:
     return TracedMessage(m.group(3).upper(), m.group(4), 0, "", headers, body)
 
 
+def split_stream_read(lines: list[str]) -> list[list[str]]:
+    """Cut a printed stream read (TCP/TLS: an ACK and a BYE may come in one read, and the
+    products log the read as one block) into its messages, by Content-Length as a stream is
+    framed (referee.sip.frame_stream). What cannot be framed stays one block."""
+    data = "\r\n".join(lines).encode("utf-8", "surrogateescape")
+    parts: list[list[str]] = []
+    while data.strip(b"\r\n \t"):
+        try:
+            message, rest = frame_stream(data)
+        except SipParseError:
+            message, rest = None, b""
+        if message is None:
+            parts.append(data.decode("utf-8", "surrogateescape").split("\r\n"))
+            break
+        parts.append(message.decode("utf-8", "surrogateescape").split("\r\n"))
+        data = rest
+    return parts or [lines]
+
+
 def _cseq(msg: TracedMessage) -> tuple[int, str]:
     parts = (msg.header("CSeq") or "").split()
     if len(parts) == 2 and parts[0].isdigit():
@@ -246,7 +295,7 @@ class ConsolePhone(PhoneDriver, abc.ABC):
     """A CLI softphone under pexpect. Subclasses write the config, name the commands and
     read their own console/trace formats; this class does processes, threads and events."""
 
-    #: executable looked up on PATH
+    #: executable, as the Debian package installs it (PATH, then the sbin directories)
     program: str = ""
     #: a console line (or the unfinished last line) matching this means the program is up
     ready_re: re.Pattern[str] = re.compile(r"$^")
@@ -258,8 +307,9 @@ class ConsolePhone(PhoneDriver, abc.ABC):
     refer_policies: tuple[str, ...] = ("accept",)
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "dut",
-                 answer: str = "auto", *, command_timeout: float = 5.0) -> None:
-        super().__init__(host, port, user)
+                 answer: str = "auto", *, transport: str = "udp", certificates=None,
+                 command_timeout: float = 5.0) -> None:
+        super().__init__(host, port, user, transport)
         if answer not in self.answer_modes:
             raise DriverError(f"{self.name}: answer mode must be one of "
                               f"{', '.join(self.answer_modes)}, got {answer!r}")
@@ -273,6 +323,7 @@ class ConsolePhone(PhoneDriver, abc.ABC):
                               f"got {host!r}") from None
         self.answer_mode = answer
         self.refer_policy = "accept"
+        self.certificates = certificates    # TestCertificates for TLS (made under HOME if None)
         self.command_timeout = command_timeout
         self.home: Path | None = None          # the scratch HOME (config and logs live here)
         self.startup_seconds: float | None = None
@@ -325,15 +376,16 @@ class ConsolePhone(PhoneDriver, abc.ABC):
             raise DriverError(f"{self.name}: already started")
         if self._stopping or self._exited:
             raise DriverError(f"{self.name}: a stopped driver cannot be restarted; make a new one")
-        exe = shutil.which(self.program)
-        if exe is None:
-            raise DriverError(f"{self.name}: program {self.program!r} not found on PATH")
+        check_transport(self.name, self.transport, self.transports, self.transport_limits)
+        exe = self.find_program()
         t0 = time.monotonic()
         deadline = t0 + timeout
         if not self.port:
             self.port = self._choose_port()
         self.home = Path(tempfile.mkdtemp(prefix=f"referee-{self.name}-"))
         try:
+            if self.transport == "tls" and self.certificates is None:
+                self.certificates = make_certificates(self.home / "tls")
             argv = self._write_config(self.home)
             env = {"HOME": str(self.home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
                    "LANG": "C.UTF-8", "TERM": "dumb"}
@@ -354,14 +406,14 @@ class ConsolePhone(PhoneDriver, abc.ABC):
             status = None
             while status is None:
                 self._check_exited()
-                status = sip_ping(self.host, self.port, timeout=0.3)
+                status = sip_ping(self.host, self.port, timeout=0.3, transport=self.transport)
                 if status is None and time.monotonic() > deadline:
                     raise DriverError(
                         f"{self.name}: started but does not answer SIP OPTIONS on "
-                        f"{self.host}:{self.port}/udp within {timeout:.0f} s"
+                        f"{self.host}:{self.port}/{self.transport} within {timeout:.0f} s"
                         f"{self._tail_text()}")
             self.startup_seconds = time.monotonic() - t0
-            self._emit("log", text=f"{self.name} up on {self.host}:{self.port} "
+            self._emit("log", text=f"{self.name} up on {self.host}:{self.port}/{self.transport} "
                                    f"after {self.startup_seconds:.2f} s ({status})")
             self._after_start()
         except BaseException:   # whatever went wrong, leave no process or directory behind
@@ -655,6 +707,12 @@ class ConsolePhone(PhoneDriver, abc.ABC):
 
     # -- the SIP trace -> events ------------------------------------------------------------
     def _on_sip(self, direction: str, lines: list[str]) -> None:
+        """What the program sent ('out') or received ('in') in one go, as printed: one SIP
+        message, or on TCP/TLS possibly several (one read of the stream)."""
+        for part in split_stream_read(lines):
+            self._on_sip_message(direction, part)
+
+    def _on_sip_message(self, direction: str, lines: list[str]) -> None:
         """One SIP message the program sent ('out') or received ('in'), as printed."""
         msg = sip_from_trace(lines)
         if msg is None:
@@ -929,7 +987,13 @@ class ConsolePhone(PhoneDriver, abc.ABC):
     def _crash_text(self) -> str:
         if self._child is None and not self._exited:
             return "not running"
-        return f"program exited unexpectedly ({self._exit_note}){self._tail_text()}"
+        hint = self._exit_hint()
+        return (f"program exited unexpectedly ({self._exit_note})" + (f": {hint}" if hint else "")
+                + self._tail_text())
+
+    def _exit_hint(self) -> str:
+        """What the program's last words mean, when a product module knows (else "")."""
+        return ""
 
     def _tail_text(self) -> str:
         with self._cond:

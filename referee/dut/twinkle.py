@@ -1,13 +1,18 @@
 """TwinkleDriver: twinkle's console mode (Debian `twinkle-console`, 1.10.2) as a phone DUT.
 
-`twinkle -c` needs a system config (`~/.twinkle/twinkle.sys`) and a user profile
-(`~/.twinkle/<user>.cfg`) or it exits at once; the driver writes both. Twinkle logs every SIP
+The Debian package installs the console build as `twinkle-console` (there is no `twinkle`
+program); it takes user profile file names as arguments (an option such as `-c` is read as a
+profile name). It needs a system config (`~/.twinkle/twinkle.sys`) and the user profile
+(`~/.twinkle/<user>.cfg`) or it exits at once; the driver writes both and names the profile. Twinkle logs every SIP
 message to `~/.twinkle/twinkle.log`, which the driver tails for the events.
 
 Twinkle is a two-line phone: commands act on the active line, and switching lines puts the
 call on the old line on hold (re-INVITE). The driver names calls by line number, switching
 lines when a command targets a call on the other one. Twinkle binds its SIP port on all
-addresses (0.0.0.0); it has no bind-address setting.
+addresses (0.0.0.0), UDP and TCP, without SO_REUSEADDR; it has no bind-address setting, so no
+other program can use that port on any address of the host (or network namespace).
+
+Transports: UDP or TCP (the user profile's `sip_transport`); twinkle has no SIP over TLS.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Callable
 from .driver import DriverError
 from .softphone_common import ConsolePhone, SoftCall, bare_uri, free_port, free_port_block
 
-_LOG_HEAD = re.compile(r"^\+\+\+ \d\d-\d\d-\d{4} ")
+_LOG_HEAD = re.compile(r"^\+\+\+ \d{1,2}-\d{1,2}-\d{4} ")   # day and month without a leading 0
 _LOG_SIP = re.compile(r"^(Send to|Received from): ")
 _INCOMING = re.compile(r"Line (\d): incoming call")
 _FROM = re.compile(r"(?:^|> )From:\s+(.+)$")
@@ -33,7 +38,11 @@ class TwinkleDriver(ConsolePhone):
     """twinkle 1.10.2 (`twinkle -c`) under pexpect."""
 
     name = "twinkle"
-    program = "twinkle"
+    program = "twinkle-console"
+    package = "twinkle-console"
+    transports = ("udp", "tcp")
+    transport_limits = {"tls": "twinkle 1.10 has no SIP over TLS (its sip_transport is udp, tcp or auto)"}
+    binds_all_addresses = True
     ready_re = re.compile(r"Twinkle> ?$")
     quit_command = "quit"
     answer_modes = ("auto", "manual", "noanswer")
@@ -52,9 +61,10 @@ class TwinkleDriver(ConsolePhone):
     refer_policies = ("accept", "decline")
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "dut",
-                 answer: str = "auto", *, refer: str = "accept",
-                 command_timeout: float = 5.0) -> None:
-        super().__init__(host, port, user, answer, command_timeout=command_timeout)
+                 answer: str = "auto", *, refer: str = "accept", transport: str = "udp",
+                 certificates=None, command_timeout: float = 5.0) -> None:
+        super().__init__(host, port, user, answer, transport=transport, certificates=certificates,
+                         command_timeout=command_timeout)
         if refer not in self.refer_policies:
             raise DriverError(f"twinkle: refer must be one of {', '.join(self.refer_policies)}, "
                               f"got {refer!r}")
@@ -97,7 +107,7 @@ class TwinkleDriver(ConsolePhone):
             f"user_display={self.user}",
             "register_at_startup=no",
             "codecs=g711u,g711a",
-            "sip_transport=udp",
+            f"sip_transport={self.transport}",
             f"allow_refer={'yes' if self.refer_policy == 'accept' else 'no'}",  # no: 603
             "ask_user_to_refer=no",
             "referrer_hold=no",
@@ -111,7 +121,18 @@ class TwinkleDriver(ConsolePhone):
             "timer_noanswer=120",
             "",
         ]))
-        return ["-c", "-f", self.user]
+        return [f"{self.user}.cfg"]
+
+    def _exit_hint(self) -> str:
+        with self._cond:
+            tail = "\n".join(self._tail)
+        if not re.search(r"Failed to create a (UDP|TCP) socket \(SIP\) on port", tail):
+            return ""
+        if not re.search(r"strerror_r is not available: 98\b", tail):   # 98: EADDRINUSE
+            return f"it could not open its SIP socket on port {self.port}"
+        return (f"port {self.port} is already in use (errno 98, EADDRINUSE): twinkle binds "
+                f"its SIP port on every address (0.0.0.0), so any program using port {self.port} on any "
+                f"address of this host or network namespace blocks it; give it a port nobody else uses")
 
     def _trace_files(self) -> list[tuple[Path, Callable[[str | None], None]]]:
         assert self.home is not None

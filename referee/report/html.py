@@ -204,7 +204,9 @@ def _test_section(record: TestRecord, trace: dict | None, ladder: Ladder | None,
     if record.reference:
         out.append(f'<div class="req"><span class="ref">{_e(record.reference)}</span>'
                    f'{" — " + _e(record.title) if record.title else ""}'
-                   f' <span class=muted>· DUT role: {_e(record.role)} · {_e(record.nodeid)}</span>'
+                   f' <span class=muted>· DUT role: {_e(record.role)}'
+                   + (f' · transport: {_e(record.properties["transport"])}' if record.properties.get("transport") else "")
+                   + f' · {_e(record.nodeid)}</span>'
                    + (f"<blockquote>{_e(record.requirement)}</blockquote>" if record.requirement else "") + "</div>")
     else:
         out.append(f'<div class="req muted">{_e(record.nodeid)}</div>')

@@ -5,7 +5,10 @@ behaves during a test:
 
 - `netns_socket_factory(ns)`: sockets for an `Agent` that lives in a namespace.
 - `NatDut`: the DUT of a profile launched inside a namespace (drivers such as the reference
-  phone, or a profile's `launch` command with `{host}`), addressed like any DUT.
+  phone, or a profile's `launch` command with `{host}`), addressed like any DUT. It listens on
+  port 5060, except a product that binds its SIP port on every address (twinkle): that one
+  would take 5060 from every agent and proxy of its namespace, so it gets DUT_PORT_ALL_ADDRESSES,
+  and the SIP ALG (when the topology has it on) is assigned to that port as well.
 - `start_kamailio(...)`: the Kamailio proxy DUT (duts/kamailio) inside a namespace.
 - `translate_ports(topo)`: the NAT also rewrites UDP/TCP source ports (a port-translating NAT,
   as carrier-grade and busy home NATs are), so a response sent to the Via sent-by port instead
@@ -30,13 +33,18 @@ import errno
 import pathlib
 import socket
 import struct
+import subprocess
 from collections.abc import Iterator
 
 from .netns import call_in_netns
-from .topology import NAT_WAN_IF, Topology, TopologyError
+from .topology import NAT_WAN_IF, Topology, TopologyError, list_netns
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SIP_PORT = 5060
+# The SIP port of a DUT that binds every address of its namespace (0.0.0.0, e.g. twinkle): the
+# agents and the proxy next to it in the wan namespace use 5060 on their own addresses, and a
+# wildcard bind of 5060 would take that port from all of them ("Address already in use").
+DUT_PORT_ALL_ADDRESSES = 5062
 
 
 class NatPlacementError(RuntimeError):
@@ -69,16 +77,21 @@ class NatDut:
     """The profile's DUT launched inside namespace `ns` on host:port (a referee DutEndpoint).
 
     `address` is where the suite sends (the DUT itself, or a proxy in front of it when
-    `send_to` is given); `uri_for` always names the DUT itself.
+    `send_to` is given); `uri_for` always names the DUT itself. `port` defaults to 5060, or to
+    DUT_PORT_ALL_ADDRESSES for a product that binds every address; a DUT off 5060 gets the SIP
+    ALG of the topology too (`topology`, or the nat namespace named like `ns`).
     """
 
-    def __init__(self, profile, ns: str, host: str, port: int = SIP_PORT,
-                 send_to: tuple[str, int] | None = None) -> None:
+    def __init__(self, profile, ns: str, host: str, port: int | None = None,
+                 send_to: tuple[str, int] | None = None, topology: Topology | None = None) -> None:
         problem = placement_problem(profile)
         if problem:
             raise NatPlacementError(problem)
+        if port is None:
+            port = DUT_PORT_ALL_ADDRESSES if binds_all_addresses(profile) else SIP_PORT
         self.profile = dataclasses.replace(profile, address=(host, port))
         self.ns = ns
+        self.topology = topology
         self.name = profile.name
         self.kind = profile.kind
         self.transport = profile.transport
@@ -89,12 +102,19 @@ class NatDut:
         self.driver = None
 
     def start(self) -> "NatDut":
-        from referee.dut.launcher import LaunchedProcess, expand
+        from referee.dut.launcher import LaunchedProcess
         from referee.dut.session import DutSession
 
         p = self.profile
+        host, port = self.phone_address
+        if port != SIP_PORT:
+            try:
+                alg_also_on_port(self._nat_namespace(), port)
+            except TopologyError as exc:
+                raise NatPlacementError(f"cannot give the DUT's port {port} the SIP ALG of the topology: "
+                                        f"{exc}") from None
+        self.session = DutSession(p)
         if p.driver:
-            self.session = DutSession(p)
             try:
                 call_in_netns(self.ns, self.session.start, timeout=p.ready_timeout + 10)
             except BaseException:
@@ -103,13 +123,25 @@ class NatDut:
             self.driver = self.session.driver
             self.phone_address = tuple(self.session.address)
             return self
-        host, port = self.phone_address
-        argv = expand(p.launch, host=host, port=str(port), profile_dir=str(p.path.parent.resolve()),
-                      repo=str(REPO))
+        self.session.preflight()
+        argv = self.session.launch_command(host, port)
         self.process = LaunchedProcess(["ip", "netns", "exec", self.ns, *argv], p.ready, name=p.name,
                                        cwd=str(REPO))
         self.process.start(p.ready_timeout)
         return self
+
+    def _nat_namespace(self) -> str:
+        """The nat namespace of the topology the DUT is in."""
+        if self.topology is not None:
+            return self.topology.nat
+        # a Topology names its namespaces <base>-lan, <base>-nat, <base>-wan
+        if self.ns.endswith("-wan"):
+            nat = self.ns[:-len("-wan")] + "-nat"
+            if nat in list_netns():
+                return nat
+        raise NatPlacementError(f"the DUT listens on port {self.phone_address[1]}, not {SIP_PORT}, and the SIP "
+                                f"ALG must be assigned to that port too, but the nat namespace of {self.ns!r} "
+                                f"is unknown (fix: pass topology= to NatDut)")
 
     def stop(self) -> None:
         if self.session is not None:
@@ -118,19 +150,52 @@ class NatDut:
             self.process.stop(self.profile.stop_timeout)
 
     def alive(self) -> bool:
-        if self.session is not None:
+        if self.driver is not None:
             return self.session.alive()
         return self.process is not None and self.process.alive()
 
     def output(self) -> str:
-        if self.session is not None:
+        if self.driver is not None:
             return self.session.output()
         return self.process.output() if self.process is not None else ""
 
     def uri_for(self, role: str) -> str:
+        from referee.dut.driver import sip_uri
         host, port = self.phone_address
-        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
-        return f"sip:{self.profile.user or role}@{host}:{port}{suffix}"
+        return sip_uri(self.profile.user or role, host, port, self.transport)
+
+
+def binds_all_addresses(profile) -> bool:
+    """Whether the profile's driver binds its SIP port on every address (0.0.0.0)."""
+    if not profile.driver:
+        return False
+    from referee.dut.drivers import driver_class
+    return bool(getattr(driver_class(profile.driver), "binds_all_addresses", False))
+
+
+def alg_also_on_port(nat_ns: str, port: int) -> None:
+    """Make the topology's SIP ALG (if it is on) handle SIP to `port` as it handles 5060.
+
+    The topology assigns the conntrack helper in its `prerouting` chain, which exists only
+    with the ALG on; without it there is nothing to do. Idempotent."""
+    def nft(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        argv = ["ip", "netns", "exec", nat_ns, "nft", *args]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+        except subprocess.TimeoutExpired:
+            raise TopologyError(f"command timed out after 10 s: {' '.join(argv)}") from None
+        if check and done.returncode != 0:
+            raise TopologyError(f"command failed (exit {done.returncode}): {' '.join(argv)}\n  "
+                                f"{(done.stderr or done.stdout).strip()}")
+        return done
+
+    chain = nft("list", "chain", "inet", "referee", "prerouting", check=False)
+    if chain.returncode != 0:      # no such chain: the ALG is off in this topology
+        return
+    for proto in ("udp", "tcp"):
+        if f"{proto} dport {port} ct helper set" not in chain.stdout:
+            nft("add", "rule", "inet", "referee", "prerouting", proto, "dport", str(port),
+                "ct", "helper", "set", f'"sip-{proto}"')
 
 
 def start_kamailio(ns: str, host: str, port: int = SIP_PORT, defines: tuple[str, ...] = ("WITH_DEBUG",),

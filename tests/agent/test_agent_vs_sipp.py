@@ -1,15 +1,19 @@
 """The agent against SIPp, a real third-party SIP peer: INVITE, REFER, NOTIFY, BYE."""
 
 import asyncio
-import shutil
 import subprocess
 
 import pytest
 
 from referee.agent import Agent
 from referee.dut.launcher import free_port
+from tests.programs import require_program
 
-pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed (apt-get install sip-tester)")
+
+@pytest.fixture(autouse=True)
+def _sipp():
+    """SIPp is the peer of every test here (Debian package sip-tester, ./install.sh)."""
+    require_program("sipp")
 
 # SIPp plays a transferee: answers the call, accepts the REFER, reports 100 then 200 by NOTIFY.
 TRANSFEREE = """<?xml version="1.0" encoding="ISO-8859-1" ?>

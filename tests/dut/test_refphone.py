@@ -68,7 +68,7 @@ def test_protocol_round_trip_with_awkward_values() -> None:
 
 # -- calls ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("transport", ["udp", "tcp", "tls"])
 def test_basic_call(phone: Factory, transport: str) -> None:
     a = phone("alice", transport=transport)
     b = phone("bob", transport=transport)

@@ -9,7 +9,6 @@ with the behaviour observed on this machine.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +22,7 @@ from referee.dut.driver import CAPABILITIES, DriverError
 from referee.dut.linphone import LinphoneDriver
 from referee.dut.softphone_common import ConsolePhone, free_port, sip_ping, uri_key
 from referee.dut.twinkle import TwinkleDriver
+from tests.programs import require_program
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -64,8 +64,7 @@ def launch() -> Iterator[Callable[..., ConsolePhone]]:
 
     def _launch(product: str, user: str, **kwargs: object) -> ConsolePhone:
         cls = PRODUCTS[product]
-        if shutil.which(cls.program) is None:
-            pytest.skip(f"{cls.program} is not installed")
+        require_program(cls.program, cls.package)
         phone = cls(user=user, **kwargs)
         started.append(phone)
         phone.start()
@@ -124,8 +123,7 @@ def test_crash_raises_driver_error(product: str, launch) -> None:
 @pytest.mark.parametrize("product", list(PRODUCTS))
 def test_busy_port_fails_start_cleanly(product: str) -> None:
     cls = PRODUCTS[product]
-    if shutil.which(cls.program) is None:
-        pytest.skip(f"{cls.program} is not installed")
+    require_program(cls.program, cls.package)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("0.0.0.0" if product == "twinkle" else "127.0.0.1", 0))
         phone = cls(port=taken.getsockname()[1])
@@ -133,6 +131,9 @@ def test_busy_port_fails_start_cleanly(product: str) -> None:
             phone.start(timeout=3)
     # baresip and twinkle exit with a bind error; linphonec stays up without listening.
     assert "exited unexpectedly" in str(err.value) or "does not answer SIP" in str(err.value)
+    if product == "twinkle":   # the reason, not just the exit status
+        assert "already in use (errno 98, EADDRINUSE): twinkle binds its SIP port on every address" \
+            in str(err.value), str(err.value)
     assert phone.pid is None and phone.home is None and not phone.alive()
 
 
@@ -418,14 +419,13 @@ class Sipp:
     """One SIPp run on loopback with free ports, always reaped."""
 
     def __init__(self, tmp: Path, name: str, xml: str, *args: str) -> None:
-        if shutil.which("sipp") is None:
-            pytest.skip("sipp is not installed")
+        sipp = require_program("sipp")
         self.port = free_port()
         self.errors = tmp / f"{name}.errors.log"
         self.messages = tmp / f"{name}.messages.log"
         scenario = tmp / f"{name}.xml"
         scenario.write_text(xml)
-        cmd = ["sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-bind_local",
+        cmd = [sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-bind_local",
                "-p", str(self.port), "-mp", str(free_port()), "-cp", str(free_port()),
                "-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error",
                "-trace_err", "-error_file", str(self.errors),

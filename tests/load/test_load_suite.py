@@ -8,14 +8,13 @@ must each fail the step; a run without bounds must be refused before anything st
 from __future__ import annotations
 
 import pathlib
-import shutil
 import subprocess
 import sys
 
 import pytest
 from junitparser import JUnitXml
 
-from referee.dut.kamailio import KamailioError, find_kamailio
+from tests.programs import require_program
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 LOAD_SUITE = REPO / "suites" / "load"
@@ -24,18 +23,11 @@ FAULTY_PROXY = REPO / "tests" / "faulty" / "proxy.py"
 XSD = REPO / "tests" / "report" / "jenkins-junit-10.xsd"
 
 
-def _kamailio_missing() -> bool:
-    try:
-        find_kamailio()
-    except KamailioError:
-        return True
-    return False
-
-
-pytestmark = [
-    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp not installed (apt-get install sip-tester)"),
-    pytest.mark.skipif(_kamailio_missing(), reason="kamailio not installed (apt-get install kamailio)"),
-]
+@pytest.fixture(autouse=True)
+def _programs():
+    """The load suite drives SIPp through Kamailio: both must be installed (./install.sh)."""
+    require_program("sipp")
+    require_program("kamailio")
 
 
 def referee_load(report_dir: pathlib.Path, *args: str, timeout: float = 150) -> subprocess.CompletedProcess:

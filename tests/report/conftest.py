@@ -6,15 +6,16 @@ import subprocess
 
 import pytest
 
-from report_helpers import CHROMIUM_FLAGS, chromium_binary, subprocess_env
+from report_helpers import CHROMIUM_FLAGS, subprocess_env
+from tests.programs import require_program
 
 
 @pytest.fixture
 def chromium(tmp_path):
-    """run(url, *flags) -> CompletedProcess of headless Chromium with a fresh profile."""
-    binary = chromium_binary()
-    if binary is None:
-        pytest.skip("headless Chromium is not installed (Debian package `chromium`)")
+    """run(url, *flags) -> CompletedProcess of headless Chromium with a fresh profile.
+
+    Chromium is installed by ./install.sh: without it these tests fail, naming the package."""
+    binary = require_program("chromium")
     runs = iter(range(1000))
 
     def run(url: str, *flags: str) -> subprocess.CompletedProcess:

@@ -1,7 +1,8 @@
 """Line-oriented console of the reference phone (see protocol.py for the line format).
 
-    python -m referee.dut.refphone --host 127.0.0.1 --port 0 [--user dut] [--transport udp|tcp]
-        [--answer auto|manual|busy|decline|noanswer] [--refer accept|decline] [--log-file PATH]
+    python -m referee.dut.refphone --host 127.0.0.1 --port 0 [--user dut] [--transport udp|tcp|tls]
+        [--tls-cert PEM --tls-key PEM] [--answer auto|manual|busy|decline|noanswer]
+        [--refer accept|decline] [--log-file PATH]
 
 Commands, one per line, each answered by exactly one `OK ...` or `ERR <reason>` line:
     dial <uri>                  -> OK call=<id>
@@ -68,6 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--port", type=int, default=0, help="SIP port; 0 picks a free one (default 0)")
     ap.add_argument("--user", default="dut", help="user part of our own URI (default dut)")
     ap.add_argument("--transport", choices=TRANSPORTS, default="udp")
+    ap.add_argument("--tls-cert", default="", help="TLS: certificate (PEM) of our TLS server")
+    ap.add_argument("--tls-key", default="", help="TLS: its private key (PEM)")
     ap.add_argument("--answer", choices=ANSWER_MODES, default="auto")
     ap.add_argument("--refer", choices=REFER_POLICIES, default="accept")
     ap.add_argument("--log-file", default="", help="write the pjsip log (with SIP messages) here")
@@ -162,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Output()
     config = PhoneConfig(host=args.host, port=args.port, user=args.user, transport=args.transport,
-                         answer=args.answer, refer=args.refer, log_file=args.log_file)
+                         tls_cert=args.tls_cert, tls_key=args.tls_key, answer=args.answer, refer=args.refer, log_file=args.log_file)
     try:
         phone = Phone(config, out.event)
         host, port = phone.start()

@@ -8,18 +8,22 @@ never lost while a command is in flight. Commands are serialised (one reply per 
 from __future__ import annotations
 
 import collections
+import importlib.util
 import ipaddress
 import os
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pexpect
 
-from ..driver import DriverError, PhoneDriver, PhoneEvent
+from ..driver import DriverError, PhoneDriver, PhoneEvent, ProgramMissing, check_transport
+from ..tls import make_certificates
 from . import protocol
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]   # the directory holding the referee package
@@ -34,15 +38,18 @@ class RefPhoneDriver(PhoneDriver):
         "transferee", "transferor", "attended", "target", "replaces",
         "refer_sub", "decline_refer", "manual_answer",
     })
+    # pjsua2 creates UDP, TCP and TLS transports (TLS with a run-time test certificate,
+    # verifying neither the peers' certificates nor asking for one)
+    transports = ("udp", "tcp", "tls")
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "dut",
                  answer: str = "auto", refer: str = "accept", transport: str = "udp",
-                 *, log_file: str | None = None, command_timeout: float = 5.0) -> None:
-        super().__init__(host, port, user)
+                 *, certificates=None, log_file: str | None = None, command_timeout: float = 5.0) -> None:
+        super().__init__(host, port, user, transport)
         for what, value, allowed in (
             ("answer", answer, ("auto", "manual", "busy", "decline", "noanswer")),
             ("refer", refer, ("accept", "decline")),
-            ("transport", transport, ("udp", "tcp")),
+            ("transport", transport, ("udp", "tcp", "tls")),
         ):
             if value not in allowed:
                 raise DriverError(f"refphone: {what} must be one of {', '.join(allowed)}, got {value!r}")
@@ -55,7 +62,8 @@ class RefPhoneDriver(PhoneDriver):
                               "(PJ_HAS_IPV6=0); use an IPv4 address")
         self.answer_mode = answer
         self.refer_policy = refer
-        self.transport = transport
+        self.certificates = certificates     # TestCertificates for TLS (made in start() if None)
+        self._cert_dir: str | None = None
         self.log_file = log_file
         self.command_timeout = command_timeout
         self._child: pexpect.spawn | None = None
@@ -74,11 +82,6 @@ class RefPhoneDriver(PhoneDriver):
 
     # -- addresses -------------------------------------------------------------------------
     @property
-    def sip_uri(self) -> str:
-        uri = f"sip:{self.user}@{self.host}:{self.port}"
-        return uri + ";transport=tcp" if self.transport == "tcp" else uri
-
-    @property
     def pid(self) -> int | None:
         return self._child.pid if self._child is not None else None
 
@@ -90,18 +93,36 @@ class RefPhoneDriver(PhoneDriver):
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @classmethod
+    def find_program(cls) -> str:
+        """The reference phone is this Python with the pjsua2 module (PyPI pjsua2-python)."""
+        if importlib.util.find_spec("pjsua2") is None:
+            raise ProgramMissing(f"refphone: the Python module pjsua2 is not installed for {sys.executable}; "
+                                 f"install it: run ./install.sh (it installs pjsua2-python into .venv)")
+        return sys.executable
+
     def _console_command(self) -> tuple[str, list[str]]:
         """Program and arguments of the console to launch (ConsoleDriver launches another one)."""
         argv = ["-m", "referee.dut.refphone", "--host", self.host, "--port", str(self.port),
                 "--user", self.user, "--transport", self.transport,
                 "--answer", self.answer_mode, "--refer", self.refer_policy]
+        if self.transport == "tls":
+            argv += ["--tls-cert", str(self.certificates.cert_file), "--tls-key", str(self.certificates.key_file)]
         if self.log_file:
             argv += ["--log-file", self.log_file]
         return sys.executable, argv
 
+    def _check_transport(self) -> None:
+        check_transport(self.name, self.transport, self.transports, self.transport_limits)
+
     def start(self, timeout: float = 15.0) -> None:
         if self._child is not None:
             raise DriverError(f"refphone: already started (pid {self._child.pid})")
+        self._check_transport()
+        self.find_program()
+        if self.transport == "tls" and self.certificates is None:
+            self._cert_dir = tempfile.mkdtemp(prefix=f"referee-{self.name}-tls-")
+            self.certificates = make_certificates(Path(self._cert_dir))
         program, argv = self._console_command()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
@@ -134,6 +155,14 @@ class RefPhoneDriver(PhoneDriver):
         self.port = int(ready.fields["port"])
 
     def stop(self, timeout: float = 5.0) -> None:
+        try:
+            self._stop_child(timeout)
+        finally:
+            if self._cert_dir is not None:       # certificates this driver made for itself
+                shutil.rmtree(self._cert_dir, ignore_errors=True)
+                self._cert_dir, self.certificates = None, None
+
+    def _stop_child(self, timeout: float) -> None:
         child = self._child
         if child is None:
             return

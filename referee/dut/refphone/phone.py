@@ -26,7 +26,7 @@ from . import sipmsg
 
 ANSWER_MODES = ("auto", "manual", "busy", "decline", "noanswer")
 REFER_POLICIES = ("accept", "decline")
-TRANSPORTS = ("udp", "tcp")
+TRANSPORTS = ("udp", "tcp", "tls")
 
 Emit = Callable[[str, dict[str, object]], None]
 
@@ -41,6 +41,8 @@ class PhoneConfig:
     port: int = 0                       # 0: let the OS pick; the bound port is reported
     user: str = "dut"
     transport: str = "udp"
+    tls_cert: str = ""                  # TLS: our server certificate and key (PEM files)
+    tls_key: str = ""
     answer: str = "auto"
     refer: str = "accept"
     log_file: str = ""                  # pjsip log (SIP messages included) goes here if set
@@ -53,6 +55,8 @@ class PhoneConfig:
             raise PhoneError(f"refer policy must be one of {', '.join(REFER_POLICIES)}, got {self.refer!r}")
         if self.transport not in TRANSPORTS:
             raise PhoneError(f"transport must be one of {', '.join(TRANSPORTS)}, got {self.transport!r}")
+        if self.transport == "tls" and not (self.tls_cert and self.tls_key):
+            raise PhoneError("transport tls needs --tls-cert and --tls-key (PEM files)")
         if not 0 <= self.port <= 65535:
             raise PhoneError(f"port must be 0..65535, got {self.port}")
         try:
@@ -228,7 +232,17 @@ class Phone:
         tp_cfg.port = cfg.port
         tp_cfg.boundAddress = cfg.host
         tp_cfg.publicAddress = cfg.host
-        tp_type = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP}[cfg.transport]
+        if cfg.transport == "tls":
+            # A test certificate; like the products under test we verify nobody: the agents'
+            # certificates are as self-made as ours.
+            tls = tp_cfg.tlsConfig
+            tls.certFile = cfg.tls_cert
+            tls.privKeyFile = cfg.tls_key
+            tls.verifyServer = False
+            tls.verifyClient = False
+            tls.requireClientCert = False
+        tp_type = {"udp": pj.PJSIP_TRANSPORT_UDP, "tcp": pj.PJSIP_TRANSPORT_TCP,
+                   "tls": pj.PJSIP_TRANSPORT_TLS}[cfg.transport]
         try:
             tp_id = ep.transportCreate(tp_type, tp_cfg)
         except pj.Error as exc:
@@ -243,8 +257,8 @@ class Phone:
 
         acc_cfg = pj.AccountConfig()
         acc_cfg.idUri = f"sip:{cfg.user}@{cfg.host}:{port}"
-        if cfg.transport == "tcp":
-            acc_cfg.idUri += ";transport=tcp"
+        if cfg.transport != "udp":
+            acc_cfg.idUri += f";transport={cfg.transport}"
         acc_cfg.sipConfig.transportId = tp_id
         acc_cfg.regConfig.registerOnAdd = False
         nat = acc_cfg.natConfig
