@@ -119,6 +119,11 @@ def cmd_run(args, extra: list[str]) -> int:
             print(f"error: --durations {args.durations}: no such file", file=sys.stderr)
             return 2
         pytest_args.append(f"--shard-durations={pathlib.Path(args.durations).resolve()}")
+    workers = default_workers(args.dut, extra)
+    if workers > 1:
+        # test purposes side by side, one test handed out at a time (longest first, see
+        # fixtures/sharding.py): the run ends close to its longest test
+        pytest_args += ["-n", str(workers), "--maxschedchunk=1"]
     pytest_args += extra
     status = _RefereeStatus()
     code = int(pytest.main(pytest_args, plugins=[status]))
@@ -134,6 +139,32 @@ def cmd_run(args, extra: list[str]) -> int:
     # pytest's own statuses: interrupted and usage errors mean the run could not start (2), an
     # internal error is an ERROR of the suite (3), no test collected means nothing judged (5)
     return {0: 0, 1: 1, 2: 2, 3: 3, 4: 2, 5: 5}.get(code, 3)
+
+
+CONCURRENT_TESTS = 4      # test purposes at a time against DUTs referee launches itself (mostly waiting)
+
+
+def default_workers(dut: str | None, extra: list[str]) -> int:
+    """How many test purposes `referee run` runs at once unless told (-n, -p no:xdist): each test
+    against a DUT referee launches has its own DUT instance, agents and capture, so they run side
+    by side. External DUTs run one test at a time unless their profile allows more (`parallel`);
+    so do PBXs whose users listen on fixed ports, and DUTs an operator drives."""
+    if any(a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in extra) \
+            or "no:xdist" in extra:
+        return 0
+    from referee.dut import BUILTIN_PROFILE, ProfileError, load_profile
+    try:
+        profile = load_profile(dut or BUILTIN_PROFILE)
+    except ProfileError:
+        return 0                       # the run reports the profile error itself
+    if profile.driver == "operator":
+        return 0
+    launched = bool(profile.driver or profile.launch)
+    if not launched:
+        return int(getattr(profile, "parallel", 1) or 1)
+    if profile.kind == "pbx" and any(u.port for u in profile.users.values()):
+        return 0
+    return CONCURRENT_TESTS
 
 
 def _checkout_importable() -> None:
