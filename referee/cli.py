@@ -148,7 +148,7 @@ def default_workers(dut: str | None, extra: list[str]) -> int:
     """How many test purposes `referee run` runs at once unless told (-n, -p no:xdist): each test
     against a DUT referee launches has its own DUT instance, agents and capture, so they run side
     by side. External DUTs run one test at a time unless their profile allows more (`parallel`);
-    so do PBXs whose users listen on fixed ports, and DUTs an operator drives."""
+    so do PBXs (their users are one set of registrations) and DUTs an operator drives."""
     if any(a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in extra) \
             or "no:xdist" in extra:
         return 0
@@ -162,8 +162,9 @@ def default_workers(dut: str | None, extra: list[str]) -> int:
     launched = bool(profile.driver or profile.launch)
     if not launched:
         return int(getattr(profile, "parallel", 1) or 1)
-    if profile.kind == "pbx" and any(u.port for u in profile.users.values()):
-        return 0
+    if profile.kind == "pbx":
+        return 0          # its users are one set of registrations: one test at a time
+
     return CONCURRENT_TESTS
 
 

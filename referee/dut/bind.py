@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from referee.agent import Agent, ExpectationFailed
 from referee.transport import DestinationPolicy
+from referee.transport.routing import local_address_for
 from referee.scenario import Binding, Scenario
 
 from .session import DutSession
@@ -15,10 +16,16 @@ from .session import DutSession
 PARTY_ORDER = ("transferor", "transferee", "target")
 
 
-async def bind(scenario: Scenario, session: DutSession, host: str = "127.0.0.1",
+async def bind(scenario: Scenario, session: DutSession, host: str | None = None,
                policy: DestinationPolicy | None = None) -> Binding:
-    """Start one Agent per agent party. Caller closes them with `close_binding`."""
+    """Start one Agent per agent party. Caller closes them with `close_binding`.
+
+    Agents listen on `host`, by default the local address this machine uses to reach the DUT
+    (loopback for a DUT on loopback), so what they put in Via and Contact is reachable from it.
+    A PBX user listens on its profile's host and port (0: a free port, the PBX learns it when
+    the user registers)."""
     policy = policy or DestinationPolicy()
+    host = host or local_address_for(session.address[0])
     profile = session.profile
     agents: dict[str, Agent] = {}
     aliases: dict[str, str] = {}
@@ -30,22 +37,26 @@ async def bind(scenario: Scenario, session: DutSession, host: str = "127.0.0.1",
     try:
         for i, party in enumerate(ordered):
             options = dict(party.options)
+            party_transport = options.pop("transport", None) or transport
+            party_tls = session.agent_tls() if party_transport == "tls" and transport != "tls" else tls
+            for nat_only in ("side", "addr"):        # placement in the NAT topology (fixtures/nat.py)
+                options.pop(nat_only, None)
             if profile.kind == "pbx":
                 if i >= len(users):
                     raise ExpectationFailed(f"scenario needs {len(ordered)} users, profile {profile.path} has "
                                             f"{len(users)}")
                 user = users[i]
                 creds = (user.username or user.extension, user.password) if user.password else None
-                agent = await Agent.start(party.name, host=user.host, port=user.port, transport=transport,
+                agent = await Agent.start(party.name, host=user.host, port=user.port, transport=party_transport,
                                           user=user.extension, outbound=session.address,
                                           domain=profile.domain or _hostport(session.address), credentials=creds,
-                                          policy=policy, **tls)
+                                          policy=policy, **party_tls)
                 aliases[party.name] = session.user_aor(user.name)
             else:
                 outbound = session.address if profile.kind == "proxy" else None
-                agent = await Agent.start(party.name, host=host, port=0, transport=transport,
+                agent = await Agent.start(party.name, host=host, port=0, transport=party_transport,
                                           user=options.pop("user", None), outbound=outbound, policy=policy,
-                                          **tls)
+                                          **party_tls)
             options.pop("user", None)
             for key, value in options.items():
                 setattr(agent, key, value)

@@ -14,12 +14,14 @@ import re
 import tomllib
 
 from .driver import CAPABILITIES, TRANSPORTS
+from .upper_profile import UPPER_DRIVERS, UpperTester, parse_upper
 
 KINDS = ("phone", "pbx", "proxy")
 PHONE_ROLES = ("transferee", "transferor", "target")
-DRIVERS = ("refphone", "baresip", "linphone", "twinkle", "console")
-TOP_KEYS = {"name", "kind", "address", "transport", "transports", "requires", "answers", "roles", "capabilities", "register", "users",
-            "driver", "launch", "ready", "ready_timeout", "stop_timeout", "domain", "user", "notes", "outbound", "known_failures", "load"}
+DRIVERS = ("refphone", "baresip", "linphone", "twinkle", "console", *UPPER_DRIVERS)
+TOP_KEYS = {"name", "kind", "address", "transport", "transports", "requires", "answers", "roles", "capabilities", "register", "users", "port_base",
+            "driver", "launch", "ready", "ready_timeout", "stop_timeout", "domain", "user", "notes", "outbound", "known_failures", "load",
+            "actions", "http", "command"}
 USER_KEYS = {"extension", "port", "password", "username", "host"}
 
 BUILTIN_PROFILE = pathlib.Path(__file__).resolve().parents[2] / "duts" / "refphone.toml"
@@ -74,11 +76,15 @@ class Profile:
     transports: list[str] = dataclasses.field(default_factory=lambda: ["udp"])
     # programs a launched DUT needs besides its launch command (checked before it starts)
     requires: list[str] = dataclasses.field(default_factory=list)
+    # driver = "operator" | "http" | "command": how each action is asked for (upper_profile.py)
+    upper: UpperTester | None = None
 
     @property
     def secrets(self) -> list[str]:
-        """Every password in the profile: reports must never show them."""
-        return [u.password for u in self.users.values() if u.password]
+        """Every password in the profile (users', and those of the upper-tester keys: [http],
+        [command], credentials in action URLs, headers, bodies, commands): reports never show them."""
+        users = [u.password for u in self.users.values() if u.password]
+        return users + [s for s in (self.upper.secrets if self.upper else []) if s not in users]
 
     def can_play(self, role: str) -> bool:
         if self.kind == "phone":
@@ -94,7 +100,7 @@ class Profile:
             have |= {"driver"}
         if self.register:
             have |= {"register"}
-        if self.secrets:
+        if any(u.password for u in self.users.values()):
             have |= {"credentials"}
         return [n for n in needs if n not in have]
 
@@ -185,7 +191,10 @@ def _build(path: pathlib.Path, data: dict) -> Profile:
     if kind == "phone" and not roles:
         raise ProfileError(path, "roles", "a phone must declare the roles it can play",
                            'roles = ["transferee", "target"]')
-    users = _users(path, data.get("users", {}), register)
+    port_base = data.get("port_base", 0)
+    if isinstance(port_base, bool) or not isinstance(port_base, int) or not 0 <= port_base < 65500:
+        raise ProfileError(path, "port_base", f"must be a port number, got {port_base!r}", "port_base = 25060")
+    users = _users(path, data.get("users", {}), register, port_base)
     if kind == "pbx" and len(users) < 3:
         raise ProfileError(path, "users", f"a PBX profile needs three users (transferor, transferee, target); "
                                           f"found {len(users)}", "[users.alice] extension = \"1001\" port = 6001")
@@ -211,7 +220,9 @@ def _build(path: pathlib.Path, data: dict) -> Profile:
         ready_timeout=number("ready_timeout", 15.0), stop_timeout=number("stop_timeout", 5.0),
         domain=text("domain"), user=text("user"), notes=text("notes", ""),
         known_failures=_known_failures(path, data.get("known_failures", {})),
-        load=_load_table(path, data.get("load", {})))
+        load=_load_table(path, data.get("load", {})),
+        upper=parse_upper(path, data, driver, set(string_list("capabilities")),
+                          lambda key, message, fix: ProfileError(path, key, message, fix)))
 
 
 def _transports(path, data: dict, text, string_list) -> list[str]:
@@ -244,7 +255,10 @@ def _known_failures(path, node) -> dict[str, str]:
     return dict(node)
 
 
-def _users(path, node, register: bool) -> dict[str, User]:
+def _users(path, node, register: bool, port_base: int = 0) -> dict[str, User]:
+    """The PBX users. A user's port: its own `port`; else `port_base` + its index (alice +0, bob
+    +1 ...); else 0 — a free port each run, which the PBX learns when the user registers (so two
+    runs on one machine never collide)."""
     if not isinstance(node, dict):
         raise ProfileError(path, "users", "must be a table of users", "[users.alice]")
     users: dict[str, User] = {}
@@ -258,9 +272,13 @@ def _users(path, node, register: bool) -> dict[str, User]:
         ext = spec.get("extension")
         if not isinstance(ext, str) or not ext:
             raise ProfileError(path, f"{key}.extension", "missing or not a string", f'extension = "1001"')
-        port = spec.get("port")
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        port = spec.get("port", port_base + len(users) if port_base else 0)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
             raise ProfileError(path, f"{key}.port", f"must be a port number, got {port!r}", "port = 6001")
+        if port == 0 and not register:
+            raise ProfileError(path, f"{key}.port", "a user that does not register needs a fixed port (the PBX "
+                                                   "sends its calls there)", "port = 6001, or register = true, "
+                                                                             "or port_base = 6000")
         password = spec.get("password")
         if register and not isinstance(password, str):
             raise ProfileError(path, f"{key}.password", "register = true needs a password for every user",
