@@ -24,7 +24,7 @@ class Evidence:
     seen: str = ""
     time: float = 0.0              # wall clock of arrival (comparable with pcap timestamps)
     raw: bytes = b""
-    frame: int | None = None       # 1-based frame number in capture.pcap
+    frame: int | None = None       # 1-based frame number in the test's capture (capture.pcap[ng])
 
     @property
     def absent(self) -> bool:
@@ -36,7 +36,7 @@ class Evidence:
         if self.absent:
             return f"{self.party}: expected {self.expected}; {self.seen or 'nothing came'}"
         where = f" from {self.source}" if self.source else ""
-        frame = f" (capture.pcap frame {self.frame})" if self.frame else ""
+        frame = f" (frame {self.frame} of the test's capture)" if self.frame else ""
         judged = f"{self.part}: " if self.part and self.part != "message" else ""
         return f"{self.party} received {self.message}{where}{frame}: {judged}expected {self.expected}, seen {self.seen}"
 

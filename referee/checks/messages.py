@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from referee.agent import header_matchers
 from referee.scenario.library import Param, action, check
 from referee.sip import SipUri, escape_header_value, parse_uri
@@ -59,12 +61,20 @@ async def name_call(ctx, party: str, save: str) -> None:
     saved as a value with `.value` and `.escaped` (for a Refer-To URI).
     """, request=Param("saved", "the INVITE the party sent (saved by a send step)", required=True),
     save=Param("new_saved", "the name later steps use ({NAME.escaped})", required=True),
-    early_only=Param("boolean", "add ;early-only", default=True))
-async def early_replaces(ctx, request: str, save: str, early_only: bool = True) -> None:
+    early_only=Param("boolean", "add ;early-only", default=True),
+    within=Param("number", "how long the 18x may take to come back, in seconds", default=4.0))
+async def early_replaces(ctx, request: str, save: str, early_only: bool = True, within: float = 4.0) -> None:
     cr = ctx.saved(request)
-    ringing = next((r for r in cr.responses if 100 < r.status < 200 and r.to.tag), None)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within           # the 18x has to cross the PBX first
+    ringing = None
+    while ringing is None and loop.time() < deadline:
+        ringing = next((r for r in cr.responses if 100 < r.status < 200 and r.to.tag), None)
+        if ringing is None:
+            await asyncio.sleep(0.02)
     if ringing is None:
-        raise ctx.inconclusive(f"no 18x with a To tag came back to the INVITE {request!r}: no early dialog")
+        raise ctx.inconclusive(f"no 18x with a To tag came back to the INVITE {request!r} within {within:g} s: "
+                               f"no early dialog")
     req = cr.request
     value = f"{req.call_id};to-tag={ringing.to.tag};from-tag={req.from_.tag}" + (";early-only" if early_only else "")
     ctx.flow.saved[save] = _Value(value=value, escaped=escape_header_value(value))

@@ -83,6 +83,7 @@ CAPABILITIES = frozenset({
     "refer_sub",         # understands Refer-Sub: false (RFC 4488)
     "decline_refer",     # can be told to decline an incoming REFER
     "manual_answer",     # can be told not to auto-answer, and to answer / reject on command
+    "early_transfer",    # a PBX that transfers to a call still ringing ("transfer before answer")
 })
 
 
