@@ -5,6 +5,8 @@ test certificate and do not verify the DUT's (see referee/dut/tls.py)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from referee.agent import Agent, ExpectationFailed
 from referee.transport import DestinationPolicy
 from referee.transport.routing import local_address_for
@@ -70,9 +72,28 @@ async def bind(scenario: Scenario, session: DutSession, host: str | None = None,
     return Binding(agents, session, scenario.dut_party, aliases)
 
 
-async def close_binding(binding: Binding) -> None:
+HANG_UP_WAIT = 1.5     # seconds the DUT gets to answer the BYEs of a clean-up
+
+
+async def close_binding(binding: Binding, hang_up: bool = False) -> None:
+    """Close the agents. With `hang_up` (a DUT that lives on after the test: an external device),
+    first end every call still up with BYE, so no call of this test occupies the device's lines
+    in the next one."""
+    if hang_up:
+        await asyncio.gather(*(_hang_up(agent) for agent in binding.agents.values()), return_exceptions=True)
     for agent in binding.agents.values():
         await agent.close()
+
+
+async def _hang_up(agent: Agent) -> None:
+    requests = []
+    for call in list(agent.calls):
+        if call.is_up and call.dialog.state.value == "confirmed":
+            requests.append(await agent.request("BYE", call=call))
+            call.ended.set()
+    if requests:
+        await asyncio.wait([asyncio.ensure_future(asyncio.shield(cr.final_future)) for cr in requests],
+                           timeout=HANG_UP_WAIT)
 
 
 def _hostport(address: tuple[str, int]) -> str:

@@ -23,6 +23,7 @@ class DriverError(RuntimeError):
     The suite's verdict for a test this interrupts is ERROR (a fault of the harness or the
     environment), unless a subclass below says otherwise.
     """
+    verdict = "error"           # read by referee.scenario.verdict.classify
 
 
 class ProgramMissing(DriverError):
@@ -38,12 +39,14 @@ class TransportUnsupported(DriverError):
 class ActionUnsupported(DriverError):
     """The product cannot perform the action asked of it (e.g. no attended-transfer command).
     The test cannot reach the point of judging: its verdict is INCONCLUSIVE."""
+    verdict = "inconclusive"
 
 
 class NoEvidence(DriverError):
     """The product was asked to act and took the command, but the SIP that would show the action
     (e.g. the REFER of a transfer) did not appear. Without that evidence nothing can be judged:
     INCONCLUSIVE, unless the requirement under test itself obliges the device to send it."""
+    verdict = "inconclusive"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +97,9 @@ class PhoneDriver(abc.ABC):
     name: str = "phone"
     #: subset of CAPABILITIES this product supports, as observed on this machine
     capabilities: frozenset[str] = frozenset()
+    #: False for drivers that only ask for an action (a person, an HTTP API, a command) and cannot
+    #: see what the product did: Flow.dut then waits for the SIP the action implies
+    observes_product: bool = True
     #: the executable the driver launches, as its Debian package installs it ("" for none)
     program: str = ""
     #: the Debian package that installs `program` (named in the ProgramMissing fix)

@@ -12,6 +12,10 @@ _DRIVERS = {
     "linphone": ("referee.dut.linphone", "LinphoneDriver"),
     "twinkle": ("referee.dut.twinkle", "TwinkleDriver"),
     "console": ("referee.dut.console", "ConsoleDriver"),
+    # upper testers: a person, an HTTP call-control API or a command performs the actions
+    "operator": ("referee.dut.operator", "OperatorDriver"),
+    "http": ("referee.dut.http_driver", "HttpDriver"),
+    "command": ("referee.dut.command_driver", "CommandDriver"),
 }
 
 

@@ -21,7 +21,7 @@ PHONE_ROLES = ("transferee", "transferor", "target")
 DRIVERS = ("refphone", "baresip", "linphone", "twinkle", "console", *UPPER_DRIVERS)
 TOP_KEYS = {"name", "kind", "address", "transport", "transports", "requires", "answers", "roles", "capabilities", "register", "users", "port_base",
             "driver", "launch", "ready", "ready_timeout", "stop_timeout", "domain", "user", "notes", "outbound", "known_failures", "load",
-            "actions", "http", "command"}
+            "actions", "http", "command", "parallel"}
 USER_KEYS = {"extension", "port", "password", "username", "host"}
 
 BUILTIN_PROFILE = pathlib.Path(__file__).resolve().parents[2] / "duts" / "refphone.toml"
@@ -78,6 +78,9 @@ class Profile:
     requires: list[str] = dataclasses.field(default_factory=list)
     # driver = "operator" | "http" | "command": how each action is asked for (upper_profile.py)
     upper: UpperTester | None = None
+    # how many tests may run against the DUT at once (None: one for a device the tests share,
+    # referee's default for DUTs it launches per test)
+    parallel: int | None = None
 
     @property
     def secrets(self) -> list[str]:
@@ -222,7 +225,25 @@ def _build(path: pathlib.Path, data: dict) -> Profile:
         known_failures=_known_failures(path, data.get("known_failures", {})),
         load=_load_table(path, data.get("load", {})),
         upper=parse_upper(path, data, driver, set(string_list("capabilities")),
-                          lambda key, message, fix: ProfileError(path, key, message, fix)))
+                          lambda key, message, fix: ProfileError(path, key, message, fix)),
+        parallel=_parallel(path, data, users))
+
+
+def _parallel(path, data: dict, users: dict) -> int | None:
+    """`parallel = N`: the DUT takes N tests (calls) at once. Not with users on fixed ports (the
+    agents of two tests cannot both listen there)."""
+    if "parallel" not in data:
+        return None
+    value = data["parallel"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
+        raise ProfileError(path, "parallel", f"must be a whole number of tests from 1 to 64, got {value!r}",
+                           "parallel = 4")
+    fixed = [u.name for u in users.values() if u.port]
+    if value > 1 and fixed:
+        raise ProfileError(path, "parallel", f"users {', '.join(fixed)} listen on fixed ports, so the DUT takes "
+                                             f"one test at a time", "parallel = 1, or users that register from "
+                                                                    "free ports (register = true, no port)")
+    return value
 
 
 def _transports(path, data: dict, text, string_list) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import sys
 import time
@@ -282,9 +283,13 @@ class Flow:
         dialog = self.calls.get(call) if call else None
         where = None
         if response_to:
-            request = _message_of(self.saved[response_to])
-            where = lambda m, r=request: (isinstance(m, Response) and m.cseq.seq == r.cseq.seq
-                                          and m.cseq.method == r.method and m.call_id == r.call_id)
+            saved = self.saved[response_to]
+
+            def where(m, saved=saved):
+                # read at each message: a request re-sent with credentials has a new CSeq
+                r = _message_of(saved)
+                return (isinstance(m, Response) and m.cseq.seq == r.cseq.seq and m.cseq.method == r.method
+                        and m.call_id == r.call_id)
         try:
             return await agent.expect(what, timeout, dialog, self._matchers(headers), sipfrag, state, where)
         except ExpectationFailed:
@@ -363,10 +368,16 @@ class Flow:
 
     async def dut(self, action: str, args: dict | None = None, timeout: float = 10.0, save: str | None = None,
                   line: int = 0, index: str | None = None, requirement: str | None = None):
-        """Make the DUT act through its driver (dial, answer, transfer ...) or wait for one of its events."""
+        """Make the DUT act through its driver (dial, answer, transfer ...) or wait for one of its events.
+
+        A driver that cannot observe its product (`observes_product = False`: a person, an HTTP
+        API or a command performs the action) only asks for the action; the SIP it implies is
+        then awaited here (see `_dut_upper`)."""
         args = {k: self.var(v) if isinstance(v, str) else v for k, v in (args or {}).items()}
-        async with self.step(f"DUT {action} {args}".strip(), line, index, requirement):
+        async with self.step(f"DUT {action} {args}".strip(), line, index, requirement) as result:
             driver = self._driver()
+            if not getattr(driver, "observes_product", True):
+                return await self._dut_upper(driver, action, args, timeout, save, result)
             if action == "event":
                 kind = args.pop("kind")
                 event = await asyncio.to_thread(driver.wait_event, kind, timeout, **args)
@@ -374,23 +385,99 @@ class Flow:
                 if save:
                     self.saved[save] = event
                 return event
-            if action == "transfer":
-                return await asyncio.to_thread(driver.transfer, args["to"], args.get("call"))
-            if action == "attended_transfer":
-                return await asyncio.to_thread(driver.transfer_attended, args["call"], args["consult_call"])
+            handle = await asyncio.to_thread(_act, driver, action, args)
+            if action == "dial" and save:
+                self.saved[save] = handle
+            return handle
+
+    async def _dut_upper(self, driver, action: str, args: dict, timeout: float, save: str | None,
+                         result: StepResult):
+        """The DUT's driver asks for the action (a person, an HTTP API, a command performs it) but
+        cannot see what the product does. Wait, up to the driver's `action_timeout(action)`, until an
+        agent of this flow has received the SIP the action implies (`_UPPER_EVIDENCE`), without
+        consuming it: the next expect step still finds it. None in time, or the operator's skip
+        (`driver.skip_requested()`), makes the test INCONCLUSIVE. A DUT event is inferred from the
+        wire (`_upper_event`)."""
+        driver.purpose = self.trace.scenario_id
+        if action == "event":
+            kind = args.pop("kind")
+            event = await self._upper_event(kind, args, timeout, result, driver.sip_calls)
+            self.trace.dut_events.append((time.time(), event.kind, dict(event.fields)))
+            if save:
+                self.saved[save] = event
+            return event
+        since = {party: len(agent.log) for party, agent in self.binding.agents.items()}
+        handle = await asyncio.to_thread(_act, driver, action, args)
+        if action == "dial" and save:
+            self.saved[save] = handle
+        if action not in _UPPER_EVIDENCE:       # a setting (answer mode, refer policy): nothing on the wire
+            return handle
+        what, shows = _UPPER_EVIDENCE[action]
+        limit = float(driver.action_timeout(action))
+        deadline = time.monotonic() + limit
+        outcome = "interrupted"
+        try:
+            while True:
+                found = next(((party, entry) for party, agent in self.binding.agents.items()
+                              for entry in agent.log[since[party]:]
+                              if entry.direction == "received" and entry.message is not None
+                              and not entry.retransmission and shows(entry.message)), None)
+                if found is not None:
+                    break
+                if driver.skip_requested():
+                    raise Inconclusive(f"the operator skipped the action ({action.replace('_', ' ')}): "
+                                       f"nothing the DUT does here can be judged")
+                if time.monotonic() >= deadline:
+                    raise Inconclusive(f"no evidence: the DUT was asked to {action.replace('_', ' ')} "
+                                       f"(driver {driver.name}) but no {what} reached the suite's agents "
+                                       f"within {limit:g} s")
+                await asyncio.sleep(0.05)
+            party, entry = found
             if action == "dial":
-                handle = await asyncio.to_thread(driver.dial, args["to"])
-                if save:
-                    self.saved[save] = handle
-                return handle
-            if action == "answer_mode":
-                return await asyncio.to_thread(driver.set_answer_mode, args["mode"])
-            if action == "refer_policy":
-                return await asyncio.to_thread(driver.set_refer_policy, args["policy"])
-            if action == "reject":
-                return await asyncio.to_thread(driver.reject, int(args.get("code", 486)), args.get("call"))
-            method = getattr(driver, action)
-            return await asyncio.to_thread(method, args.get("call"))
+                driver.sip_calls[handle] = entry.message.call_id or ""
+            outcome = f"seen: {party} received {entry.message.summary()}"
+            result.detail = outcome
+            return handle
+        except Inconclusive as exc:
+            outcome = f"{str(exc).split(':')[0]}: the test is INCONCLUSIVE"
+            raise
+        finally:
+            driver.action_over(action, outcome)
+
+    async def _upper_event(self, kind: str, match: dict, timeout: float, result: StepResult,
+                           sip_calls: dict[str, str]) -> "WireEvent":
+        """A DUT event for a driver that cannot report its product's events: `confirmed` once the
+        call's ACK crossed an agent's socket, `disconnected` once its BYE did (or a final answer
+        >= 300 to its INVITE); any other kind cannot be known from the wire, and the flow goes on
+        at once."""
+        handle = str(match.get("call", ""))
+        call_id = sip_calls.get(handle) if handle else None
+        if kind not in ("confirmed", "disconnected"):
+            result.detail = f"the DUT's own {kind!r} event cannot be seen through this driver: not waited for"
+            return WireEvent(kind, {**{k: str(v) for k, v in match.items()}, "inferred": "no"})
+
+        def shows(msg) -> bool:
+            if call_id is not None and msg.call_id != call_id:
+                return False
+            if kind == "confirmed":
+                return isinstance(msg, Request) and msg.method == "ACK"
+            return (isinstance(msg, Request) and msg.method == "BYE") or (
+                isinstance(msg, Response) and msg.status >= 300 and msg.cseq.method == "INVITE")
+
+        deadline = time.monotonic() + timeout
+        while True:
+            for party, agent in self.binding.agents.items():
+                for entry in agent.log:
+                    if entry.message is not None and shows(entry.message):
+                        result.detail = f"inferred from the wire: {party} {entry.direction} {entry.message.summary()}"
+                        return WireEvent(kind, {"call": handle, "sip_call_id": entry.message.call_id or "",
+                                                "inferred": "wire"})
+            if time.monotonic() >= deadline:
+                which = f"call {handle} ({call_id})" if call_id else (f"call {handle}" if handle else "any call")
+                raise Inconclusive(f"no evidence that {which} is {kind}: no "
+                                   f"{'ACK' if kind == 'confirmed' else 'BYE'} crossed the agents' sockets within "
+                                   f"{timeout:g} s")
+            await asyncio.sleep(0.05)
 
     def _driver(self):
         dut = self.binding.dut
@@ -559,6 +646,61 @@ class Flow:
                 if entry.message is message and entry.direction == "received":
                     return evidence_of(party, message, entry.remote, entry.time, part, expected, seen)
         return evidence_of("", message, None, 0.0, part, expected, seen)
+
+
+def _act(driver, action: str, args: dict):
+    """Run one driver action of a `dut:` step (in a worker thread: drivers block)."""
+    if action == "transfer":
+        return driver.transfer(args["to"], args.get("call"))
+    if action == "attended_transfer":
+        return driver.transfer_attended(args["call"], args["consult_call"])
+    if action == "dial":
+        return driver.dial(args["to"])
+    if action == "answer_mode":
+        return driver.set_answer_mode(args["mode"])
+    if action == "refer_policy":
+        return driver.set_refer_policy(args["policy"])
+    if action == "reject":
+        return driver.reject(int(args.get("code", 486)), args.get("call"))
+    return getattr(driver, action)(args.get("call"))
+
+
+def _to_tag(msg) -> str | None:
+    try:
+        return msg.to.tag
+    except Exception:      # noqa: BLE001 - a DUT's broken To header is judged elsewhere, not here
+        return None
+
+
+def _is_request(msg, *methods: str) -> bool:
+    return isinstance(msg, Request) and msg.method in methods
+
+
+def _answers_invite(msg, low: int, high: int) -> bool:
+    return isinstance(msg, Response) and low <= msg.status <= high and msg.cseq.method == "INVITE"
+
+
+# What a DUT action shows on the wire, as received by an agent (for drivers that cannot observe
+# their product: Flow._dut_upper): action -> (what it is called, does this message show it?)
+_UPPER_EVIDENCE = {
+    "dial": ("INVITE", lambda m: _is_request(m, "INVITE") and not _to_tag(m)),
+    "answer": ("200 OK to an INVITE", lambda m: _answers_invite(m, 200, 299)),
+    "reject": ("final answer (3xx-6xx) to an INVITE", lambda m: _answers_invite(m, 300, 699)),
+    "hangup": ("BYE, CANCEL or final answer to a ringing call",
+               lambda m: _is_request(m, "BYE", "CANCEL") or _answers_invite(m, 300, 699)),
+    "hold": ("re-INVITE or UPDATE", lambda m: (_is_request(m, "INVITE") and bool(_to_tag(m)))
+             or _is_request(m, "UPDATE")),
+    "transfer": ("REFER", lambda m: _is_request(m, "REFER")),
+    "attended_transfer": ("REFER", lambda m: _is_request(m, "REFER")),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class WireEvent:
+    """A DUT event inferred from what crossed the agents' sockets (`inferred`: wire), or taken as
+    given because nothing on the wire can show it (`inferred`: no)."""
+    kind: str
+    fields: dict[str, str]
 
 
 def _origin(exc: BaseException) -> str:

@@ -3,6 +3,10 @@
     python -m referee.dut.refphone --host 127.0.0.1 --port 0 [--user dut] [--transport udp|tcp|tls]
         [--tls-cert PEM --tls-key PEM] [--answer auto|manual|busy|decline|noanswer]
         [--refer accept|decline] [--log-file PATH]
+        [--control-port N [--control-auth none|basic|digest --control-user U --control-password P]]
+
+With --control-port the phone also serves its call-control HTTP API (control.py) on that port
+of --host (0: a free one) and prints `CONTROL <host> <port>` before `READY`.
 
 Commands, one per line, each answered by exactly one `OK ...` or `ERR <reason>` line:
     dial <uri>                  -> OK call=<id>
@@ -74,7 +78,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--answer", choices=ANSWER_MODES, default="auto")
     ap.add_argument("--refer", choices=REFER_POLICIES, default="accept")
     ap.add_argument("--log-file", default="", help="write the pjsip log (with SIP messages) here")
-    return ap.parse_args(argv)
+    ap.add_argument("--control-port", type=int, default=None,
+                    help="also serve the call-control HTTP API on this port (0: a free one)")
+    ap.add_argument("--control-auth", choices=("none", "basic", "digest"), default="none",
+                    help="authentication the HTTP API asks for (default none)")
+    ap.add_argument("--control-user", default="", help="HTTP API user name")
+    ap.add_argument("--control-password", default="", help="HTTP API password")
+    args = ap.parse_args(argv)
+    if args.control_auth != "none" and not (args.control_user and args.control_password):
+        ap.error("--control-auth basic|digest needs --control-user and --control-password")
+    return args
 
 
 class Console:
@@ -182,14 +195,28 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, on_signal)
 
-    out.line(f"READY {host} {port}")
     console = Console(phone)
+    control = None
+    if args.control_port is not None:
+        from .control import ControlServer
+        try:
+            control = ControlServer(console, host, args.control_port, args.control_auth, args.control_user,
+                                    args.control_password)
+        except OSError as exc:
+            out.line(protocol.format_err(f"cannot serve the control API on {host} port {args.control_port}: {exc}"))
+            phone.shutdown(SHUTDOWN_S)
+            os._exit(2)
+        out.line(f"CONTROL {host} {control.port}")
+    out.line(f"READY {host} {port}")
     stdin_fd = sys.stdin.fileno()
+    watched = [stdin_fd] + ([control.fileno()] if control else [])
     pending = b""
     while not (stop or console.quitting or out.broken):
         phone.poll(POLL_MS)
-        readable, _, _ = select.select([stdin_fd], [], [], 0)
-        if not readable:
+        readable, _, _ = select.select(watched, [], [], 0)
+        if control is not None and control.fileno() in readable:
+            control.handle_one()
+        if stdin_fd not in readable:
             continue
         try:
             data = os.read(stdin_fd, 65536)
@@ -204,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             if line:
                 out.line(console.handle(line))
 
+    if control is not None:
+        control.close()
     phone.shutdown(SHUTDOWN_S)
     sys.stderr.flush()
     # pjsua2's SWIG objects must not be finalised after libDestroy (that can crash the

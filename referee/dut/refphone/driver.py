@@ -44,7 +44,8 @@ class RefPhoneDriver(PhoneDriver):
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, user: str = "dut",
                  answer: str = "auto", refer: str = "accept", transport: str = "udp",
-                 *, certificates=None, log_file: str | None = None, command_timeout: float = 5.0) -> None:
+                 *, certificates=None, log_file: str | None = None, command_timeout: float = 5.0,
+                 control_port: int | None = None, control_auth: tuple[str, str, str] | None = None) -> None:
         super().__init__(host, port, user, transport)
         for what, value, allowed in (
             ("answer", answer, ("auto", "manual", "busy", "decline", "noanswer")),
@@ -66,6 +67,10 @@ class RefPhoneDriver(PhoneDriver):
         self._cert_dir: str | None = None
         self.log_file = log_file
         self.command_timeout = command_timeout
+        # the phone's call-control HTTP API (control.py): None = not served; 0 = a free port,
+        # the real one is known once started; control_auth = (basic|digest, user, password)
+        self.control_port = control_port
+        self.control_auth = control_auth
         self._child: pexpect.spawn | None = None
         self._reader: threading.Thread | None = None
         self._cond = threading.Condition()          # guards everything below
@@ -110,6 +115,11 @@ class RefPhoneDriver(PhoneDriver):
             argv += ["--tls-cert", str(self.certificates.cert_file), "--tls-key", str(self.certificates.key_file)]
         if self.log_file:
             argv += ["--log-file", self.log_file]
+        if self.control_port is not None:
+            argv += ["--control-port", str(self.control_port)]
+            if self.control_auth is not None:
+                scheme, user, password = self.control_auth
+                argv += ["--control-auth", scheme, "--control-user", user, "--control-password", password]
         return sys.executable, argv
 
     def _check_transport(self) -> None:
@@ -130,7 +140,8 @@ class RefPhoneDriver(PhoneDriver):
             child = pexpect.spawn(program, argv, env=env, echo=False, encoding="utf-8",
                                   codec_errors="replace", timeout=None)
         except (OSError, pexpect.ExceptionPexpect) as exc:
-            raise DriverError(f"refphone: cannot launch {program} {' '.join(argv)}: {exc}") from None
+            shown = ["********" if i and argv[i - 1] == "--control-password" else a for i, a in enumerate(argv)]
+            raise DriverError(f"refphone: cannot launch {program} {' '.join(shown)}: {exc}") from None
         with self._cond:
             self._child = child
             self._eof = False
@@ -255,7 +266,9 @@ class RefPhoneDriver(PhoneDriver):
         if parsed is None:
             return
         with self._cond:
-            if parsed.kind == "event":
+            if parsed.kind == "control":
+                self.control_port = int(parsed.fields["port"])
+            elif parsed.kind == "event":
                 event = PhoneEvent(parsed.event, parsed.fields)
                 self._events.append(event)
                 self._unconsumed.append(event)

@@ -2,6 +2,8 @@
 
 Console -> driver, one line each:
   READY <host> <port>                     once, when the SIP transport listens
+  CONTROL <host> <port>                   once, before READY, when the call-control HTTP API
+                                          listens (only with --control-port)
   OK [key=value ...]                      a command succeeded (exactly one reply per command)
   ERR <reason>                            a command failed
   EVENT <kind> [key=value ...]            something happened, asynchronously
@@ -65,7 +67,7 @@ def parse_fields(text: str) -> dict[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class Line:
-    """One parsed protocol line. kind: 'ready', 'ok', 'err' or 'event'."""
+    """One parsed protocol line. kind: 'ready', 'control', 'ok', 'err' or 'event'."""
 
     kind: str
     event: str = ""                      # event kind, for kind == 'event'
@@ -77,11 +79,11 @@ def parse_line(raw: str) -> Line | None:
     """Parse one line of console output; None for lines outside the protocol."""
     line = raw.strip("\r\n")
     head, _, rest = line.partition(" ")
-    if head == "READY":
+    if head in ("READY", "CONTROL"):
         parts = rest.split()
         if len(parts) != 2 or not parts[1].isdigit():
-            raise ProtocolError(f"expected 'READY <host> <port>', got {line!r}")
-        return Line("ready", fields={"host": parts[0], "port": parts[1]}, text=line)
+            raise ProtocolError(f"expected '{head} <host> <port>', got {line!r}")
+        return Line(head.lower(), fields={"host": parts[0], "port": parts[1]}, text=line)
     if head == "OK":
         return Line("ok", fields=parse_fields(rest), text=line)
     if head == "ERR":

@@ -25,6 +25,7 @@ import sys
 HERE = pathlib.Path(__file__).resolve()
 sys.path[:0] = [str(HERE.parents[3]), str(HERE.parents[1])]      # the repository, and tests/faulty
 
+from referee.stack import TimerConfig  # noqa: E402
 from referee.dut.profile import ProfileError, load_profile  # noqa: E402
 from referee.transport import DestinationPolicy, Received, TransportError, open_transport  # noqa: E402
 
@@ -217,6 +218,9 @@ def arguments() -> argparse.Namespace:
                         help="seconds a call or a transfer's INVITE may ring before it is cancelled")
     parser.add_argument("--challenge-refer", action="store_true",
                         help="challenge in-dialog REFERs with 407 as well")
+    parser.add_argument("--timer-t1", type=float, default=0.5,
+                        help="RFC 3261 T1 in seconds (Timer B, the INVITE timeout, is 64*T1): a lab PBX "
+                             "tuned to give up on an unreachable phone sooner")
     args = parser.parse_args()
     args.fault_set = frozenset(f for f in args.faults.split(",") if f)
     unknown = args.fault_set - set(FAULTS)
@@ -224,6 +228,8 @@ def arguments() -> argparse.Namespace:
         parser.error(f"unknown faults: {', '.join(sorted(unknown))}")
     if not 0 < args.ring_timeout <= 600:
         parser.error("--ring-timeout must be in (0, 600] seconds")
+    if not 0.05 <= args.timer_t1 <= 2.0:
+        parser.error("--timer-t1 must be in [0.05, 2] seconds")
     return args
 
 
@@ -236,7 +242,8 @@ async def main() -> int:
         return 2
     config = Config(args.host, args.port, list(profile.users.values()), domain=profile.domain,
                     default_transport=profile.transport, faults=args.fault_set, transfer=args.transfer,
-                    media=args.media, ring_timeout=args.ring_timeout, challenge_refer=args.challenge_refer)
+                    media=args.media, ring_timeout=args.ring_timeout, challenge_refer=args.challenge_refer,
+                    timers=TimerConfig(t1=args.timer_t1))
     shell = Shell(config)
     try:
         port = await shell.start()
