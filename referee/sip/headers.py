@@ -188,7 +188,8 @@ def _parse_sent_by(sent_by: str, value: str) -> tuple[str, int | None]:
     return split_hostport(hostport, value)
 
 
-_CSEQ_RE = re.compile(r"([1-9][0-9]{0,8}|0) ([A-Za-z0-9\-.!%*_+`'~]+)")
+# The usual `1 INVITE` (numbers of up to 10 digits: the caller checks they are below 2**31).
+_CSEQ_RE = re.compile(r"([1-9][0-9]{0,9}|0) ([A-Za-z0-9\-.!%*_+`'~]+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,7 +200,7 @@ class CSeq:
     @classmethod
     def parse(cls, value: str) -> "CSeq":
         m = _CSEQ_RE.fullmatch(value)
-        if m is not None:   # the usual `1 INVITE`
+        if m is not None and int(m.group(1)) < 2 ** 31:
             return cls(int(m.group(1)), m.group(2))
         parts = value.split()
         if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit()) or not is_token(parts[1]):
@@ -349,13 +350,15 @@ def parse_refer_sub(value: str) -> bool:
 
 
 def parse_delta(value: str, maximum: int = 2 ** 32 - 1) -> int:
-    """A non-negative decimal (Content-Length, Expires, Max-Forwards ...) not above `maximum`."""
+    """A non-negative decimal (Content-Length, Expires, Max-Forwards ...) not above `maximum`
+    (which is below 10**10)."""
     v = value.strip()
     if not (v.isascii() and v.isdigit()):
         raise SipParseError(f"not a non-negative integer: {value!r}")
-    if len(v.lstrip("0")) > len(str(maximum)) or int(v) > maximum:
+    digits = v.lstrip("0") or "0"
+    if len(digits) > 10 or int(digits) > maximum:   # length first: int() of a huge text is slow
         raise SipParseError(f"{v} is larger than {maximum}")
-    return int(v)
+    return int(digits)
 
 
 _DATE_RE = re.compile(

@@ -5,20 +5,25 @@ Refer-To, `b` Referred-By, `o` Event ...). Typed views (via, cseq, refer_to, rep
 parsed on first use, so a message whose only problem is in a header nobody looks at still
 parses; `validate()` checks them all at once. A parsed message serializes back to exactly the
 bytes it came from; a changed one is rendered anew with a correct Content-Length.
+
+parse() itself does only what every message needs: it checks the framing, the start line, the
+header names and the headers transaction matching relies on. The Header objects, their index by
+name and the Request-URI of a start line met before are made on first use.
 """
 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from typing import Callable, TypeVar
 
 from .errors import SipParseError
 from .grammar import is_token, split_list, split_list_strict
-from .head import BARE_LF, Header, decode_head, find_head_end, parse_fields
+from .head import HeadFields, Header, find_head_end, split_message_head
 from .headers import (CSeq, ContentType, Event, NameAddr, Replaces, SubscriptionState,
                       TargetDialog, Via, check_call_id, parse_date, parse_delta, parse_refer_sub)
 from .names import CANONICAL, COMPACT_FORMS, canonical_name, default_reason, header_key
-from .uri import SipUri, Uri, parse_uri
+from .uri import SipUri, Uri, parse_uri, parses_as_plain_sip_uri
 
 __all__ = [
     "SIP_VERSION", "COMPACT_FORMS", "LIST_HEADERS", "MANDATORY_REQUEST", "MANDATORY_RESPONSE",
@@ -47,6 +52,7 @@ MANDATORY_RESPONSE = ("Via", "From", "To", "Call-ID", "CSeq")
 _SINGLE = frozenset({"call-id", "cseq", "from", "to", "max-forwards", "content-length",
                      "content-type"})
 _MANDATORY_SINGLE = ("from", "to", "call-id", "cseq")
+_MANDATORY = frozenset(("via",) + _MANDATORY_SINGLE)
 
 T = TypeVar("T")
 
@@ -54,17 +60,47 @@ T = TypeVar("T")
 class Message:
     """Common part of requests and responses."""
 
+    # Until set on the message (these are not changed in place, so sharing them is safe):
+    raw: bytes | None = None           # set by parse(); dropped on any change
+    trailing: bytes = b""              # bytes after Content-Length (UDP), discarded
+    _head: HeadFields | None = None    # parsed fields not yet made into Header objects
+    _index: dict[str, list[Header]] | None = None   # key -> fields, made on first lookup
+
     def __init__(self, headers: list[tuple[str, str]] | list[Header] | None = None,
                  body: bytes = b"") -> None:
-        self._headers: list[Header] = [
-            h if isinstance(h, Header) else Header(h[0], h[1]) for h in (headers or [])]
+        self._fields: list[Header] | None = [
+            h if isinstance(h, Header) else Header(h[0], h[1]) for h in headers] if headers else []
         self.body: bytes = body
-        self.raw: bytes | None = None          # set by parse(); dropped on any change
-        self.trailing: bytes = b""             # bytes after Content-Length (UDP), discarded
         self.defects: list[str] = []           # tolerated deviations found while parsing
         self._views: dict[str, object] = {}
 
     # -- header access ---------------------------------------------------------------------
+    @property
+    def _headers(self) -> list[Header]:
+        """The header fields in order; a parsed message makes them on first use."""
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = self._head.headers()
+            self._head = None
+        return fields
+
+    @_headers.setter
+    def _headers(self, fields: list[Header]) -> None:
+        self._fields, self._head, self._index = fields, None, None
+
+    def _named(self, key: str) -> Sequence[Header]:
+        """Fields whose key is `key`, in order (the index's own list: do not change it)."""
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            for h in self._headers:
+                named = index.get(h.key)
+                if named is None:
+                    index[h.key] = [h]
+                else:
+                    named.append(h)
+        return index.get(key, ())
+
     @property
     def headers(self) -> list[tuple[str, str]]:
         """All header fields in order, names as written."""
@@ -76,16 +112,12 @@ class Message:
 
     def header(self, name: str) -> str | None:
         """Value of the first header field called `name` (any spelling), or None."""
-        key = header_key(name)
-        for h in self._headers:
-            if h.key == key:
-                return h.value
-        return None
+        named = self._named(header_key(name))
+        return named[0].value if named else None
 
     def header_all(self, name: str) -> list[str]:
         """Values of every header field called `name`, one per field line."""
-        key = header_key(name)
-        return [h.value for h in self._headers if h.key == key]
+        return [h.value for h in self._named(header_key(name))]
 
     def values(self, name: str) -> list[str]:
         """All values of a header, list headers split on commas (outside quotes and <...>)."""
@@ -103,6 +135,7 @@ class Message:
     def _changed(self) -> None:
         self.raw = None
         self._views.clear()
+        self._index = None
 
     def add_header(self, name: str, value: str, first: bool = False) -> None:
         h = Header(name, value)
@@ -138,7 +171,7 @@ class Message:
         if cache_key in self._views:
             return self._views[cache_key]
         key = header_key(name)
-        fields = [h for h in self._headers if h.key == key]
+        fields = self._named(key)
         field: Header | None = fields[0] if fields else None
         try:
             if many:
@@ -325,7 +358,9 @@ class Message:
     def copy(self):
         clone = self.__class__.__new__(self.__class__)
         clone.__dict__.update(self.__dict__)
-        clone._headers = [Header(h.name, h.value, h.offset, h.key) for h in self._headers]
+        if self._fields is not None:   # (fields not made yet are shared: nobody changes them)
+            clone._fields = [Header(h.name, h.value, h.offset, h.key) for h in self._fields]
+        clone._index = None
         clone._views = {}
         clone.defects = list(self.defects)
         return clone
@@ -345,7 +380,7 @@ class Message:
 
 class Request(Message):
     def __init__(self, method: str, uri: str | Uri, headers=None, body: bytes = b"") -> None:
-        super().__init__(headers, body)
+        Message.__init__(self, headers, body)
         self.method = method
         self._uri_text = str(uri)
         self._uri = uri if isinstance(uri, Uri) else None
@@ -371,7 +406,7 @@ class Request(Message):
 
 class Response(Message):
     def __init__(self, status: int, reason: str = "", headers=None, body: bytes = b"") -> None:
-        super().__init__(headers, body)
+        Message.__init__(self, headers, body)
         self.status = status
         self.reason = reason or default_reason(status)
         self.version = SIP_VERSION
@@ -393,7 +428,7 @@ def _parse_max_forwards(value: str) -> int:
 
 
 def _replaces_in_refer_to(msg: Message, value: str) -> Replaces:
-    field = next((h for h in msg._headers if h.key == "refer-to"), None)
+    field = next(iter(msg._named("refer-to")), None)
     try:
         return Replaces.parse(value)
     except SipParseError as exc:
@@ -429,104 +464,180 @@ def _parse(data: bytes, stream: bool) -> Request | Response:
         lead = len(data) - len(data.lstrip(b"\r\n"))
     if lead == len(data):
         raise SipParseError("empty message", 0)
-    head_end, body_start = find_head_end(data, lead)
-    if head_end == -1:
-        raise SipParseError("no empty line after the headers (message truncated?)", len(data))
     defects: list[str] = []
-    head = decode_head(data[lead:head_end], lead, defects)
-    start, headers = parse_fields(head, lead, defects)
-    if data[head_end:body_start] != b"\r\n\r\n" and BARE_LF not in defects:
-        defects.append(BARE_LF)
+    start, fields, body_start = split_message_head(data, lead, defects)
     msg = _parse_start_line(start, lead, defects)
-    msg._headers = headers
+    msg._fields, msg._head = None, fields
     msg.defects = defects
-    length = _check_headers(msg)
+    length = _check_headers(msg, fields)
     _take_body(msg, data, body_start, length, stream)
     msg.raw = data
     return msg
 
 
 def _parse_start_line(line: str, offset: int, defects: list[str]) -> Request | Response:
-    if line[:4].upper() == "SIP/":
-        parts = line.split(" ", 2)
-        if parts[0].upper() != SIP_VERSION:
-            raise SipParseError(f"unsupported version in status line {line[:60]!r}", offset)
-        if len(parts) < 2:
-            raise SipParseError(f"bad status line {line!r}: expected 'SIP/2.0 <code> <reason>'", offset)
-        code = parts[1]
-        if len(code) != 3 or not (code.isascii() and code.isdigit()) or not 100 <= int(code) <= 699:
-            raise SipParseError(f"bad status code {code[:20]!r} in {line[:60]!r}",
-                                offset + len(parts[0]) + 1)
-        if len(parts) == 2:
-            defects.append("status line without the space before the reason phrase")
-        response = Response(int(code), "", [])
-        response.reason = parts[2] if len(parts) > 2 else ""   # as written, even empty
-        response.version = parts[0]
-        return response
+    is_status = _GOOD_START_LINES.get(line)
+    if is_status is None:
+        is_status = line[:4].upper() == "SIP/"
+        msg = _check_status_line(line, offset, defects) if is_status else _check_request_line(
+            line, offset)
+        # Remember lines that the split below gives back exactly (nothing stripped, no defect).
+        if not defects and msg.start_line() == line:
+            if len(_GOOD_START_LINES) >= _GOOD_START_LINES_MAX:
+                _GOOD_START_LINES.clear()   # (bounded against hostile input)
+            _GOOD_START_LINES[line] = is_status
+        return msg
+    if is_status:
+        version, code, reason = line.split(" ", 2)
+        return _response(int(code), reason, version)
+    method, uri_text, version = line.split(" ")
+    return _request(method, uri_text, version)   # (the URI, found good, is parsed on first use)
+
+
+# Start lines found good -> whether they are status lines. Peers send the same few status
+# lines and Request-URIs over and over: each is checked once.
+_GOOD_START_LINES: dict[str, bool] = {}
+_GOOD_START_LINES_MAX = 4096
+
+
+def _check_status_line(line: str, offset: int, defects: list[str]) -> Response:
+    parts = line.split(" ", 2)
+    if parts[0].upper() != SIP_VERSION:
+        raise SipParseError(f"unsupported version in status line {line[:60]!r}", offset)
+    if len(parts) < 2:
+        raise SipParseError(f"bad status line {line!r}: expected 'SIP/2.0 <code> <reason>'", offset)
+    code = parts[1]
+    if len(code) != 3 or not (code.isascii() and code.isdigit()) or not 100 <= int(code) <= 699:
+        raise SipParseError(f"bad status code {code[:20]!r} in {line[:60]!r}",
+                            offset + len(parts[0]) + 1)
+    if len(parts) == 2:
+        defects.append("status line without the space before the reason phrase")
+    return _response(int(code), parts[2] if len(parts) > 2 else "", parts[0])
+
+
+def _check_request_line(line: str, offset: int) -> Request:
     parts = line.split(" ")
     if len(parts) != 3:
         raise SipParseError(
             f"bad request line {line[:80]!r}: expected '<METHOD> <URI> SIP/2.0' with single spaces",
             offset)
     method, uri_text, version = parts
-    if not is_token(method):
+    if method not in _USUAL_METHODS and not is_token(method):
         raise SipParseError(f"bad method {method[:40]!r}", offset)
     if version.upper() != SIP_VERSION:
         raise SipParseError(f"unsupported version {version[:20]!r} (expected SIP/2.0)",
                             offset + len(method) + len(uri_text) + 2)
+    if parses_as_plain_sip_uri(uri_text):
+        return _request(method, uri_text, version)   # (the URI is parsed on first use)
     uri = parse_uri(uri_text, offset + len(method) + 1)
     if isinstance(uri, SipUri) and uri.headers:
         # RFC 3261 §19.1.1 table: headers are not allowed in a Request-URI (RFC 4475 §3.1.2.11).
         raise SipParseError(f"header component '?...' in the Request-URI {uri_text[:80]!r}",
                             offset + len(method) + 1)
-    request = Request(method, uri, [])
-    request.version = version
+    return _request(method, uri, version)
+
+
+def _response(status: int, reason: str, version: str) -> Response:
+    response = Response(status, reason)
+    if not reason:
+        response.reason = reason   # as written, even empty
+    if version != SIP_VERSION:
+        response.version = version
+    return response
+
+
+def _request(method: str, uri: str | Uri, version: str) -> Request:
+    request = Request(method, uri)
+    if version != SIP_VERSION:
+        request.version = version
     return request
 
 
-def _check_headers(msg: Request | Response) -> int | None:
+def _check_headers(msg: Request | Response, fields: HeadFields) -> int | None:
     """Mandatory and single-occurrence headers, CSeq and Call-ID; returns the Content-Length."""
-    singles: dict[str, Header] = {}
-    has_via = False
-    for h in msg._headers:
-        key = h.key
-        if key in _SINGLE:
-            if key in singles:
-                raise SipParseError(f"header {canonical_name(key)} appears more than once", h.offset)
-            singles[key] = h
-        elif key == "via":
-            has_via = True
-    if not has_via:
-        raise SipParseError("missing mandatory header Via", 0)
-    for key in _MANDATORY_SINGLE:
-        if key not in singles:
-            raise SipParseError(f"missing mandatory header {canonical_name(key)}", 0)
-    field = singles["cseq"]
-    try:
-        cseq = CSeq.parse(field.value)
-    except SipParseError as exc:
-        raise SipParseError(f"CSeq: {exc.reason}", field.offset) from None
-    try:
-        check_call_id(singles["call-id"].value)
-    except SipParseError as exc:
-        raise SipParseError(f"Call-ID: {exc.reason}", singles["call-id"].offset) from None
-    msg._views["CSeq:False"] = cseq
+    keys = fields.keys
+    present = set(keys)
+    if len(present) < len(keys):   # some header is repeated: fine unless it is a single one
+        _reject_repeated_single(keys, fields)
+    if not _MANDATORY <= present:
+        _reject_missing_mandatory(present)
+    cseq_at = keys.index("cseq")
+    method = _usual_cseq_method(fields.value(cseq_at))
+    if method is None:
+        method = _check_value(fields, cseq_at, "CSeq", CSeq.parse).method
+    call_id_at = keys.index("call-id")
+    if not _is_usual_call_id(fields.value(call_id_at)):
+        _check_value(fields, call_id_at, "Call-ID", check_call_id)
     if isinstance(msg, Request):
         # RFC 3261 §8.1.1.5: the CSeq method matches the request method (RFC 4475 §3.1.2.17/18).
-        if cseq.method != msg.method:
-            raise SipParseError(
-                f"CSeq method {cseq.method} does not match request method {msg.method}", field.offset)
-        if "max-forwards" not in singles:
+        if method != msg.method:
+            raise SipParseError(f"CSeq method {method} does not match request method {msg.method}",
+                                fields.offset(cseq_at))
+        if "max-forwards" not in present:
             msg.defects.append("missing Max-Forwards (RFC 3261 §8.1.1.6)")
-    length_field = singles.get("content-length")
-    if length_field is None:
+    if "content-length" not in present:
         return None
-    try:
-        length = parse_delta(length_field.value)
-    except SipParseError as exc:
-        raise SipParseError(f"Content-Length: {exc.reason}", length_field.offset) from None
+    length_at = keys.index("content-length")
+    value = fields.value(length_at)
+    if value.isdigit() and value.isascii() and len(value) <= 9:   # the usual shape, below 2**32
+        length = int(value)
+    else:
+        length = _check_value(fields, length_at, "Content-Length", parse_delta)
     msg._views["Content-Length:False"] = length
     return length
+
+
+# Quick checks of the usual shapes of the values parse() needs: they accept nothing the full
+# parsers (CSeq.parse, check_call_id, parse_delta) reject. What they do not recognise is left
+# to those, which also word the error.
+
+def _usual_cseq_method(value: str) -> str | None:
+    """The method of a CSeq value such as `1 INVITE` (one of the usual methods), or None."""
+    number, _, method = value.partition(" ")
+    if (method in _USUAL_METHODS and number.isdigit() and number.isascii() and len(number) <= 10
+            and int(number) < 2 ** 31):
+        return method
+    return None
+
+
+_USUAL_METHODS = frozenset({"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "REFER",
+                            "NOTIFY", "SUBSCRIBE", "INFO", "UPDATE", "PRACK", "MESSAGE",
+                            "PUBLISH"})
+
+
+def _is_usual_call_id(value: str) -> bool:
+    """Visible ASCII without spaces: check_call_id's rule, without a regex."""
+    return value != "" and value.isascii() and value.isprintable() and " " not in value
+
+
+def _check_value(fields: HeadFields, at: int, name: str, parse: Callable[[str], T]) -> T:
+    """parse() of the value of field `at`, its errors naming the header and its line."""
+    try:
+        return parse(fields.value(at))
+    except SipParseError as exc:
+        raise SipParseError(f"{name}: {exc.reason}", fields.offset(at)) from None
+
+
+def _reject_missing_mandatory(present: set[str]) -> None:
+    """Raise for the first mandatory header missing (Via first)."""
+    if "via" not in present:
+        raise SipParseError("missing mandatory header Via", 0)
+    for key in _MANDATORY_SINGLE:
+        if key not in present:
+            raise SipParseError(f"missing mandatory header {canonical_name(key)}", 0)
+
+
+def _reject_repeated_single(keys: list[str], fields: HeadFields) -> None:
+    """Raise at the first repeated field of a header that may appear only once."""
+    first_repeat = None
+    for key in _SINGLE:
+        if keys.count(key) > 1:
+            at = keys.index(key, keys.index(key) + 1)
+            if first_repeat is None or at < first_repeat:
+                first_repeat = at
+    if first_repeat is not None:
+        raise SipParseError(f"header {canonical_name(keys[first_repeat])} appears more than once",
+                            fields.offset(first_repeat))
 
 
 def _take_body(msg: Message, data: bytes, body_start: int, length: int | None, stream: bool) -> None:

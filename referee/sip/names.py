@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 COMPACT_FORMS = {
     "a": "Accept-Contact", "b": "Referred-By", "c": "Content-Type", "d": "Request-Disposition",
     "e": "Content-Encoding", "f": "From", "i": "Call-ID", "j": "Reject-Contact", "k": "Supported",
@@ -42,7 +44,7 @@ def header_key(name: str) -> str:
     """The lookup key of a header name: lowercase full name (`v`, `VIA`, `Via` -> 'via')."""
     key = _KEYS.get(name)
     if key is None:
-        key = canonical_name(name).lower()
+        key = sys.intern(canonical_name(name).lower())   # (identical keys compare fastest)
         if len(_KEYS) < _KEYS_MAX:
             _KEYS[name] = key
     return key

@@ -200,14 +200,17 @@ def parse_uri(text: str, offset: int = 0) -> Uri:
     lower = scheme.lower()
     if not colon or (lower != "sip" and lower != "sips" and _SCHEME_RE.fullmatch(scheme) is None):
         raise SipParseError(f"not an absolute URI: {text!r}", offset)
-    bad = _URI_BAD_RE.search(rest)
-    if bad is not None:
-        raise SipParseError(f"illegal character {bad.group()!r} in URI {text!r}",
-                            offset + len(scheme) + 1 + bad.start())
+    is_sip = lower == "sip" or lower == "sips"
+    m = _SIP_FAST_RE.fullmatch(rest) if is_sip else None
+    # The fast pattern lets no illegal character through but in the `?headers` part.
+    if m is None or m.group("headers") is not None:
+        bad = _URI_BAD_RE.search(rest)
+        if bad is not None:
+            raise SipParseError(f"illegal character {bad.group()!r} in URI {text!r}",
+                                offset + len(scheme) + 1 + bad.start())
     if not rest:
         raise SipParseError(f"URI without anything after the scheme: {text!r}", offset)
-    if lower == "sip" or lower == "sips":
-        m = _SIP_FAST_RE.fullmatch(rest)
+    if is_sip:
         if m is not None:
             return _build_sip(lower, text, offset, *m.group(
                 "user", "password", "host", "port", "params", "headers"))
@@ -223,6 +226,20 @@ def parse_uri(text: str, offset: int = 0) -> Uri:
                                 "a phone-context)", offset)
         return TelUri(scheme=lower, text=text, number=number, params=params)
     return Uri(scheme=lower, text=text)
+
+
+def parses_as_plain_sip_uri(text: str) -> bool:
+    """Whether parse_uri(text) is sure to give a SipUri without `?headers`, found without
+    building it: the usual `sip:user@host:port;params`, without %-escapes or IPv6 references
+    (building checks those). False only means that parse_uri has to decide."""
+    scheme, _, rest = text.partition(":")
+    if scheme != "sip" and scheme != "sips":
+        return False
+    m = _SIP_FAST_RE.fullmatch(rest)
+    if m is None or m.group("headers") is not None or "%" in rest or "[" in rest:
+        return False
+    port = m.group("port")
+    return port is None or 0 < int(port) < 65536
 
 
 def _parse_sip(scheme: str, rest: str, text: str, offset: int) -> SipUri:
