@@ -182,6 +182,19 @@ def test_hold_stuck():
     assert net.media_path(call.incoming.body) is None        # bob is not heard by carol
 
 
+@fault("hold_answer_sendrecv")
+def test_hold_answer_sendrecv():
+    for faults, wanted in (([], "recvonly"), (["hold_answer_sendrecv"], "sendrecv")):
+        net = Net(faults=faults)
+        alice, bob = net.phones("alice", "bob")
+        call = net.connect(alice, bob)
+        alice.in_dialog(call.a, "INVITE", body=alice.sdp("sendonly"), content_type="application/sdp")
+        hold = bob.take("INVITE")
+        bob.receive_in(call.b, hold, 200, body=Sdp.answer(hold.body, "127.0.0.1", bob.rtp_port))
+        answer = alice.take(200)
+        assert Sdp.parse(answer.body).direction == wanted
+
+
 @fault("no_bye_replaced")
 def test_no_bye_replaced():
     net = Net(faults=["no_bye_replaced"])

@@ -310,7 +310,9 @@ class CallEngine:
 
         def answered(response: Response) -> None:
             if 200 <= response.status < 300:
-                body = self.media.sdp_towards(leg, peer.remote_sdp)
+                # fault hold_answer_sendrecv: the answer to a hold offer says sendrecv (RFC 3264 §6.1)
+                held_answer = "sendrecv" if self.pbx.has("hold_answer_sendrecv") else None
+                body = self.media.sdp_towards(leg, peer.remote_sdp, held_answer)
                 self.pbx.respond(tx, 200, "OK", headers=contact, body=body, content_type=SDP if body else None)
                 self.emit_routes(leg, peer)
             else:

@@ -26,6 +26,8 @@ FAULTS = {
     "accept_bad_refer": "answers 202 to a REFER with no Refer-To or with two of them (acts on the first one)",
     "abandon_on_bye": "when the transferor hangs up after the 202, drops the transfer: cancels the target's "
                       "INVITE and hangs up the transferee",
+    "hold_answer_sendrecv": "answers a re-INVITE that puts a call on hold (sendonly) with an SDP that says "
+                            "sendrecv instead of the far phone's recvonly",
     "hold_stuck": "after transferring a call that was on hold, leaves the transferee's media direction "
                   "sendonly/inactive towards the target and never takes the transferee off hold",
     "no_bye_replaced": "after an attended transfer, does not end the transferor's consultation leg",
