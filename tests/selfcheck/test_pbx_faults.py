@@ -24,7 +24,7 @@ import re
 import pytest
 
 from harness import REPO, SuiteResult, run_suite
-from programs import require_program
+from tests.programs import require_program
 
 pytestmark = pytest.mark.timeout(900)
 
