@@ -14,6 +14,7 @@ Every wait is bounded and fails with ExpectationFailed naming what was expected 
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import itertools
 import secrets
@@ -22,7 +23,8 @@ import time
 from typing import Iterable
 
 from referee.sip import (NameAddr, Request, Response, SipParseError, escape_header_value, parse,
-                         parse_uri, SipUri)
+                         parse_uri, SipUri, Via)
+from referee.sip.sdp import Sdp
 from referee.stack import (Absorbed, CSeqError, Dialog, PassUp, ReferNotifier, ReferSubscriber, Send,
                            TimedOut, TimerConfig, TransactionLayer, new_branch, new_tag)
 from referee.transport import DestinationPolicy, Received, Transport, TransportError, open_transport
@@ -30,7 +32,7 @@ from referee.transport import DestinationPolicy, Received, Transport, TransportE
 from .evidence import Evidence, evidence_of
 from .media import MediaRecorder, media_address, tagged_packets
 from .middlebox import echo_rewritten
-from .matchers import Expectation, ExpectationFailed, header_matchers, kind_matches
+from .matchers import Expectation, ExpectationFailed, header_matchers, kind_matches, status_matches
 from .objects import Address, Call, ClientRequest, Inbound, Incoming, LogEntry
 
 Headers = dict[str, "str | None"] | Iterable[tuple[str, str]] | None
@@ -78,14 +80,23 @@ class Agent:
         self.auto_reinvite: int | None = 200  # answer re-INVITE / UPDATE
         self.auto_unknown_dialog = True  # 481 to in-dialog requests for dialogs we don't know
         self.auto_transferee = False     # carry out REFERs received in a call (transferee.py)
+        # client transactions whose responses still have somewhere to go: until the final one
+        # arrived (a 2xx to an INVITE: until its transaction ends, retransmissions are ACKed again)
         self._requests: dict[object, ClientRequest] = {}
         self._refer_dialogs: set[tuple[str | None, str | None]] = set()   # out-of-dialog REFERs sent
-        self._changed = asyncio.Condition()
-        self._rx: asyncio.Queue[Received] = asyncio.Queue()
+        # expect() calls waiting for a message: their future -> (expectation, call), oldest first
+        self._waiters: dict[asyncio.Future, tuple[Expectation, Call | None]] = {}
+        self._rx: collections.deque[Received] = collections.deque()   # received, not handled yet
+        self._rx_ready: asyncio.Future | None = None       # the receive loop waits for more on it
         self._tasks: list[asyncio.Task] = []
-        self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None   # polls the transaction layer at its next deadline
+        self._timer_runs: set[asyncio.Task] = set()       # carrying out what timers fired
         self._call_ids = itertools.count(1)
+        self._sendable: tuple = (None, 0, set())     # see _check_dest
         self._rtp: socket.socket | None = None
+        self._rtp_port: int | None = None
+        self._offer: tuple = (None, b"")              # see sdp_offer
         self.media: MediaRecorder | None = None       # the RTP that reached us (media.py)
         self._last_sweep = 0.0
         self.closed = False
@@ -105,19 +116,23 @@ class Agent:
         agent._rtp = (factory or socket.socket)(family, socket.SOCK_DGRAM)
         agent._rtp.bind((host, 0))
         agent._rtp.setblocking(False)
-        loop = asyncio.get_running_loop()
+        loop = agent._loop = asyncio.get_running_loop()
         agent.media = MediaRecorder(agent._rtp)
         loop.add_reader(agent._rtp.fileno(), agent.media.on_readable)
-        agent._tasks = [loop.create_task(agent._rx_loop()), loop.create_task(agent._timer_loop())]
+        agent._tasks = [loop.create_task(agent._rx_loop())]
         return agent
 
     async def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        for task in self._tasks:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        tasks = [*self._tasks, *self._timer_runs]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.transport is not None:
             self.transport.close()
         if self._rtp is not None:
@@ -158,17 +173,22 @@ class Agent:
 
     @property
     def rtp_port(self) -> int:
-        return self._rtp.getsockname()[1] if self._rtp else 0
+        if self._rtp is None:
+            return 0
+        if self._rtp_port is None:
+            self._rtp_port = self._rtp.getsockname()[1]
+        return self._rtp_port
 
     def sdp_offer(self, direction: str = "sendrecv") -> bytes:
-        from referee.sip.sdp import Sdp
-        return Sdp.offer(self.host, self.rtp_port, direction=direction)
+        # the offer only changes with its session id, the current second (Sdp.offer): made once a second
+        key = (int(time.time()), direction, self.host, self.rtp_port)
+        if self._offer[0] != key:
+            self._offer = (key, Sdp.offer(self.host, self.rtp_port, direction=direction))
+        return self._offer[1]
 
     def sdp_answer(self, offer: bytes) -> bytes:
         """The answer to an SDP offer (its direction mirrored: sendonly -> recvonly, RFC 3264 §6.1);
         an offer of ours when the INVITE carried none (we offer in the 2xx, RFC 3261 §13.2.1)."""
-        from referee.sip import SipParseError
-        from referee.sip.sdp import Sdp
         if not offer:
             return self.sdp_offer()
         try:
@@ -179,11 +199,19 @@ class Agent:
 
     # -- receiving -----------------------------------------------------------------------------
     def _received(self, received: Received) -> None:
-        self._rx.put_nowait(received)
+        self._rx.append(received)
+        ready = self._rx_ready
+        if ready is not None and not ready.done():
+            ready.set_result(None)
 
     async def _rx_loop(self) -> None:
+        rx = self._rx
         while not self.closed:
-            received = await self._rx.get()
+            if not rx:
+                self._rx_ready = (self._loop or asyncio.get_running_loop()).create_future()
+                await self._rx_ready
+                continue
+            received = rx.popleft()
             try:
                 await self._handle(received)
             except SipParseError as exc:   # a header that only turned out bad when it was needed
@@ -193,47 +221,73 @@ class Agent:
                                      f"{received.source}: {type(exc).__name__}: {exc}")
 
     async def _handle(self, received: Received) -> None:
-        entry = LogEntry(received.time, "received", received.data, None, received.local,
+        data = received.data
+        entry = LogEntry(received.time, "received", data, None, received.local,
                          received.source, received.transport, received.error, agent=self.name)
         self.log.append(entry)
-        if received.error is not None or not received.data.strip(b"\r\n"):
+        if received.error is not None or (data[:1] in (b"\r", b"\n", b"") and not data.strip(b"\r\n")):
             if received.error is not None:
                 self.defects.append(entry)
             return          # keep-alive CRLFs or unframable stream bytes
         try:
-            msg = parse(received.data, stream=received.transport != "udp")
+            msg = parse(data, stream=received.transport != "udp")
             # the headers every layer relies on must be well formed, not just present
             msg.via, msg.from_, msg.to, msg.cseq  # noqa: B018
         except SipParseError as exc:
             entry.error = str(exc)
             self.defects.append(entry)
             self.findings.append(f"unparsable message from {received.source[0]}:{received.source[1]}: {exc}")
-            async with self._changed:
-                self._changed.notify_all()
             return
         entry.message = msg
         actions = self.layer.receive(msg, received.source, self._now())
-        if not any(isinstance(a, (PassUp, Absorbed)) for a in actions):
+        for action in actions:
+            if type(action) is PassUp or type(action) is Absorbed:
+                break
+        else:
             entry.retransmission = True     # absorbed by its transaction: a copy of one seen before
         await self._run(actions)
-        self._wakeup.set()
+        self._arm_timer()
 
-    async def _timer_loop(self) -> None:
-        while not self.closed:
-            deadline = self.layer.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self._now())
-            self._wakeup.clear()
-            try:
-                # asyncio.timeout (not wait_for): a cancel from close() is never swallowed
-                async with asyncio.timeout(timeout):
-                    await self._wakeup.wait()
-            except TimeoutError:
-                pass
-            try:
-                await self._run(self.layer.poll(self._now()))
-                self._forget_finished_requests()
-            except Exception as exc:
-                self.findings.append(f"internal timer error: {type(exc).__name__}: {exc}")
+    def _arm_timer(self) -> None:
+        """Have the transaction layer polled at its next deadline: one timer handle, moved only
+        when a deadline comes earlier than the one it waits for (a handle that fires early for a
+        timer that was stopped meanwhile just polls for nothing and waits again)."""
+        timer = self._timer
+        if timer is not None:
+            bound = self.layer.earliest()
+            if bound is None or timer.when() <= bound:
+                return          # it fires before any deadline there is
+        deadline = self.layer.next_deadline()
+        if deadline is None or self.closed:
+            return
+        if timer is not None:
+            if timer.when() <= deadline:
+                return
+            timer.cancel()
+        loop = self._loop or asyncio.get_running_loop()
+        self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        try:
+            actions = self.layer.poll(self._now())
+            self._forget_finished_requests()
+        except Exception as exc:
+            self.findings.append(f"internal timer error: {type(exc).__name__}: {exc}")
+            actions = []
+        if actions:     # retransmissions and timeouts: carried out in order, in a task of their own
+            task = (self._loop or asyncio.get_running_loop()).create_task(self._run_timer_actions(actions))
+            self._timer_runs.add(task)
+            task.add_done_callback(self._timer_runs.discard)
+        self._arm_timer()
+
+    async def _run_timer_actions(self, actions) -> None:
+        try:
+            await self._run(actions)
+        except Exception as exc:
+            self.findings.append(f"internal timer error: {type(exc).__name__}: {exc}")
 
     def _forget_finished_requests(self) -> None:
         """Drop client requests whose transaction ended (tests keep their own references)."""
@@ -246,15 +300,14 @@ class Agent:
         for tx in [tx for tx, cr in self._requests.items() if tx.terminated and cr.final_future.done()]:
             del self._requests[tx]
 
-    @staticmethod
-    def _now() -> float:
-        return asyncio.get_running_loop().time()
+    def _now(self) -> float:
+        return (self._loop or asyncio.get_running_loop()).time()
 
     async def _run(self, actions) -> None:
         for action in actions:
-            if isinstance(action, Send):
+            if type(action) is Send:
                 await self._send(action.message, action.dest, action.retransmission)
-            elif isinstance(action, PassUp):
+            elif type(action) is PassUp:
                 if isinstance(action.message, Request):
                     await self._on_request(action.message, action.transaction)
                 else:
@@ -262,15 +315,33 @@ class Agent:
             elif isinstance(action, TimedOut):
                 await self._on_timeout(action)
 
-    async def _send(self, msg: Request | Response, dest: Address, retransmission: bool = False) -> None:
-        data = bytes(msg)
+    def _check_dest(self, dest: Address) -> None:
+        """self.policy.check(dest), remembering the hosts it let through: a DestinationPolicy only
+        widens (allow()), and the memory is dropped whenever its list of networks changes length
+        or the agent is given another policy."""
+        policy = self.policy
+        if type(policy) is not DestinationPolicy:      # a policy of its own making: ask it each time
+            policy.check(dest)
+            return
+        memo = self._sendable
+        if memo[0] is not policy or memo[1] != len(policy.networks):
+            memo = self._sendable = (policy, len(policy.networks), set())
+        if dest[0] not in memo[2]:
+            policy.check(dest)
+            memo[2].add(dest[0])
+
+    async def _send(self, msg: Request | Response, dest: Address, retransmission: bool = False,
+                    data: bytes | None = None) -> None:
+        """Log and send a message (`data`: its bytes, when the caller has them already)."""
+        if data is None:
+            data = bytes(msg)
         try:
-            self.policy.check(dest)
+            self._check_dest(dest)
         except TransportError as exc:
             self.findings.append(str(exc))
             cr = next((c for c in self._requests.values() if c.request is msg), None)
-            if cr is not None and not cr.final_future.done():
-                cr.final_future.set_exception(ExpectationFailed(f"{self.name}: {exc}"))
+            if cr is not None:
+                cr.fail(ExpectationFailed(f"{self.name}: {exc}"))
             return
         self.log.append(LogEntry(time.time(), "sent", data, msg, self.transport.local, dest,
                                  self.transport_kind, retransmission=retransmission, agent=self.name))
@@ -279,24 +350,43 @@ class Agent:
         except TransportError as exc:
             self.findings.append(f"send to {dest[0]}:{dest[1]} failed: {exc}")
             cr = next((c for c in self._requests.values() if c.request is msg), None)
-            if cr is not None and not cr.final_future.done():
-                cr.final_future.set_exception(ExpectationFailed(f"{self.name}: {exc}"))
+            if cr is not None:
+                cr.fail(ExpectationFailed(f"{self.name}: {exc}"))
 
     async def _on_timeout(self, action: TimedOut) -> None:
-        cr = self._requests.get(action.transaction)
+        cr = self._requests.pop(action.transaction, None)
         if cr is not None and not cr.final_future.done():
-            cr.final_future.set_exception(ExpectationFailed(
+            cr.fail(ExpectationFailed(
                 f"{self.name}: no final response to {cr.request.method} from {cr.dest[0]}:{cr.dest[1]} "
                 f"(timer {action.timer} fired after {self.timers.b:g} s)"))
         elif action.timer in ("H", "L"):
             self.findings.append(f"no ACK for our {action.transaction.last_response.status} to "
                                  f"{action.transaction.method} (timer {action.timer})")
 
-    async def _inbox_add(self, item: Inbound) -> None:
+    def _inbox_add(self, item: Inbound) -> None:
         self.inbox.append(item)
         self._unconsumed.append(item)
-        async with self._changed:
-            self._changed.notify_all()
+        if self._waiters:
+            self._serve_waiters(item)
+
+    def _serve_waiters(self, item: Inbound) -> None:
+        """Hand a new arrival to the oldest expect() it satisfies. Messages that were there before
+        were checked when they came (or when the wait began); an expectation with a `where`
+        condition, which may read state that changed since, looks at all of them again."""
+        for future, (expectation, call) in list(self._waiters.items()):
+            if future.done():
+                continue
+            if expectation.where is None:
+                found = item if not item.consumed and self._fits(item, expectation, call) else None
+            else:
+                found = self._match(expectation, call)
+            if found is not None:
+                found.consumed = True
+                self._unconsumed.remove(found)
+                del self._waiters[future]
+                future.set_result(found)
+                if found is item:
+                    return
 
     # -- responses to our requests -------------------------------------------------------------
     async def _on_response(self, response: Response, tx) -> None:
@@ -312,9 +402,12 @@ class Agent:
             return
         cr.responses.append(response)
         if len(cr.responses) == 1:
-            rewritten = echo_rewritten(request.header("From"), response)
-            if rewritten and rewritten not in self.rewrites:
-                self.rewrites.append(rewritten)
+            sent_from = _first_field(request, "from")
+            # a From echoed verbatim names the host we sent: nothing to parse
+            if sent_from != response.header("From"):
+                rewritten = echo_rewritten(sent_from, response)
+                if rewritten and rewritten not in self.rewrites:
+                    self.rewrites.append(rewritten)
         if (response.status in (401, 407) and self.auto_auth and self.credentials
                 and not getattr(cr, "auth_tried", False)):
             await self._authenticate(cr, response)
@@ -327,9 +420,15 @@ class Agent:
                 cr.call.ended.set()
         if cr.subscription is not None:
             cr.subscription.on_response(response)
-        await self._inbox_add(Inbound(response, cr.dest, time.time(), request=cr))
-        if response.status >= 200 and not cr.final_future.done():
-            cr.final_future.set_result(response)
+        self._inbox_add(Inbound(response, cr.dest, time.time(), request=cr))
+        if response.status >= 200:
+            if not cr.final_future.done():
+                cr.final_future.set_result(response)
+            # only a 2xx to an INVITE has more to come to us: its retransmissions, to ACK again
+            # (any other transaction absorbs the copies of its final response itself)
+            if tx.terminated or not (request.method == "INVITE" and response.status < 300):
+                if self._requests.get(tx) is cr:
+                    del self._requests[tx]
 
     async def _invite_response(self, cr: ClientRequest, response: Response) -> None:
         if not 200 <= response.status < 300:
@@ -356,7 +455,7 @@ class Agent:
             self._add_via(ack)
             ack.add_header("Contact", f"<{self.uri}>")
             call.ack = ack
-        await self._send(ack, call.peer)
+        await self._send(ack, call.peer, data=call._ack)
 
     async def _stray_response(self, response: Response) -> None:
         # A 2xx retransmission after the INVITE transaction: re-send the ACK (RFC 3261 §13.2.2.4).
@@ -389,34 +488,36 @@ class Agent:
         new.set_header("Proxy-Authorization" if proxy else "Authorization",
                        authorization(challenge, old.method, old.uri_text, user, password))
         new.remove_header("Via")
-        self._add_via(new)
+        branch = self._add_via(new)
         cr.auth_tried = True
         cr.request = new
-        tx, actions = self.layer.send_request(new, cr.dest, self._now())
+        tx, actions = self.layer.send_request(new, cr.dest, self._now(), branch)
         self._requests[tx] = cr
         cr.transaction = tx
         await self._run(actions)
-        self._wakeup.set()
+        self._arm_timer()
 
     # -- requests we receive -------------------------------------------------------------------
     def find_call(self, msg: Request | Response) -> Call | None:
+        call_id = msg.call_id
         for call in reversed(self.calls):
-            if call.dialog.matches(msg):
+            if call.dialog.call_id == call_id and call.dialog.matches(msg):
                 return call
         return None
 
     async def _on_request(self, request: Request, tx) -> None:
         source = tx.dest if tx is not None else self._source_of(request)
-        call = self.find_call(request) if request.to.tag else None
+        to_tag = request.to.tag
+        call = self.find_call(request) if to_tag else None
         incoming = Incoming(self, request, source, tx, call)
         if request.method == "ACK":
             if call is not None:
                 call.ack_received.set()
-            await self._inbox_add(Inbound(request, source, time.time(), incoming=incoming))
+            self._inbox_add(Inbound(request, source, time.time(), incoming=incoming))
             return
-        if request.to.tag and call is None:
-            await self._inbox_add(Inbound(request, source, time.time(), incoming=incoming))
-            if request.method == "NOTIFY" and (request.call_id, request.to.tag) in self._refer_dialogs:
+        if to_tag and call is None:
+            self._inbox_add(Inbound(request, source, time.time(), incoming=incoming))
+            if request.method == "NOTIFY" and (request.call_id, to_tag) in self._refer_dialogs:
                 if self.auto_notify is not None:      # the subscription of an out-of-dialog REFER
                     await self.respond(incoming, self.auto_notify)
                 return
@@ -430,7 +531,7 @@ class Agent:
                 self.findings.append(f"{request.method} in dialog {call.call_id}: {exc}")
                 await self.respond(incoming, 500, "CSeq Out of Order")
                 return
-        await self._inbox_add(Inbound(request, source, time.time(), incoming=incoming))
+        self._inbox_add(Inbound(request, source, time.time(), incoming=incoming))
         await self._auto_answer(incoming, call)
 
     def _source_of(self, request: Request) -> Address:
@@ -481,9 +582,12 @@ class Agent:
             transferee.start(self, incoming)
 
     # -- building and sending requests -----------------------------------------------------------
-    def _add_via(self, request: Request, branch: str | None = None) -> None:
-        via = f"SIP/2.0/{self.transport_kind.upper()} {self.hostport};branch={branch or new_branch()};rport"
-        request.add_header("Via", via, first=True)
+    def _add_via(self, request: Request, branch: str | None = None) -> str:
+        """Put our Via on top (a new branch unless given); returns the branch."""
+        branch = branch or new_branch()
+        request.add_header("Via", f"SIP/2.0/{self.transport_kind.upper()} {self.hostport};branch={branch};rport",
+                           first=True)
+        return branch
 
     def new_request(self, method: str, uri: str, to: str | None = None, call_id: str | None = None,
                     cseq: int = 1, from_tag: str | None = None) -> Request:
@@ -518,19 +622,20 @@ class Agent:
     async def send_request(self, request: Request, dest: Address | None = None, call: Call | None = None,
                            keep_via: bool = False) -> ClientRequest:
         """Start a client transaction for a request (adds our Via unless keep_via)."""
+        branch = None
         if not keep_via or not request.has("Via"):
-            self._add_via(request)
+            branch = self._add_via(request)
         if dest is None:
             dest = call.peer if call is not None else (self.outbound or self._dest_for_uri(request.uri_text))
         cr = ClientRequest(self, request, dest, call)
         if request.method == "REFER" and call is None:
             # a REFER outside any dialog makes one (RFC 3515 §2): its NOTIFYs come in it
             self._refer_dialogs.add((request.call_id, request.from_.tag))
-        tx, actions = self.layer.send_request(request, dest, self._now())
+        tx, actions = self.layer.send_request(request, dest, self._now(), branch)
         cr.transaction = tx
         self._requests[tx] = cr
         await self._run(actions)
-        self._wakeup.set()
+        self._arm_timer()
         return cr
 
     async def request(self, method: str, uri: str | None = None, call: Call | None = None,
@@ -565,7 +670,6 @@ class Agent:
 
         Raises ExpectationFailed if the final response is not `expect` (default any 2xx).
         """
-        from .matchers import status_matches
         cr = await self.invite(uri, headers, sdp, dest)
         final = await cr.final(timeout)
         if not status_matches(expect, final.status):
@@ -658,16 +762,18 @@ class Agent:
     def build_response(self, incoming: Incoming, status: int, reason: str | None = None) -> Response:
         req = incoming.request
         vias = req.header_all("Via")
-        headers: list[tuple[str, str]] = [("Via", v) for v in vias[:1] and [_mark_source(vias[0], incoming.source)]]
+        headers: list[tuple[str, str]] = [("Via", v) for v in vias[:1] and [_mark_source(vias[0], incoming.source,
+                                                                                        _top_via(req))]]
         headers += [("Via", v) for v in vias[1:]]
         to = req.header("To") or ""
-        if status > 100 and not req.to.tag:
+        to_tagged = bool(req.to.tag)
+        if status > 100 and not to_tagged:
             if incoming.to_tag is None:
                 incoming.to_tag = new_tag()
             to = f"{to};tag={incoming.to_tag}"
         headers += [("From", req.header("From") or ""), ("To", to), ("Call-ID", req.call_id or ""),
                     ("CSeq", req.header("CSeq") or "")]
-        if req.method in ("INVITE", "SUBSCRIBE", "REFER") and 100 < status < 300 and not req.to.tag:
+        if req.method in ("INVITE", "SUBSCRIBE", "REFER") and 100 < status < 300 and not to_tagged:
             headers += [("Record-Route", rr) for rr in req.header_all("Record-Route")]
         if 100 < status < 300 and req.method in ("INVITE", "REFER", "SUBSCRIBE", "UPDATE"):
             headers.append(("Contact", f"<{self.uri}>"))
@@ -682,7 +788,8 @@ class Agent:
                       headers: Headers = None, body: bytes = b"", content_type: str | None = None) -> Response:
         incoming = _incoming(incoming)
         response = self.build_response(incoming, status, reason)
-        _apply_headers(response, headers)
+        if headers:
+            _apply_headers(response, headers)
         if body:
             response.set_body(body, content_type)
         if status >= 200:
@@ -692,7 +799,7 @@ class Agent:
             await self._send(response, incoming.source)
         else:
             await self._run(self.layer.respond(tx, response, self._now()))
-            self._wakeup.set()
+            self._arm_timer()
         return response
 
     async def answer(self, incoming: Incoming | Inbound, status: int = 200, sdp: bool | bytes = True,
@@ -755,7 +862,7 @@ class Agent:
     # -- raw access ---------------------------------------------------------------------------
     async def send_raw(self, data: bytes, dest: Address) -> None:
         """Send crafted bytes as they are (no transaction, no fix-ups); logged like any message."""
-        self.policy.check(dest)
+        self._check_dest(dest)
         try:
             msg = parse(data, stream=self.transport_kind != "udp")
         except SipParseError:
@@ -782,25 +889,33 @@ class Agent:
         """Wait for a received request (by method) or response (by status spec) matching all
         conditions; consume and return it. Raises ExpectationFailed with what came instead."""
         expectation = Expectation(what, header_matchers(headers), sipfrag, state, where)
-        deadline = self._now() + timeout
         started = time.time()
-        async with self._changed:
-            while True:
-                # checked under the lock that _inbox_add notifies with: no arrival can slip between
-                item = self._match(expectation, call)
-                if item is not None:
-                    item.consumed = True
-                    self._unconsumed.remove(item)
-                    return item
-                remaining = deadline - self._now()
-                if remaining <= 0:
-                    raise ExpectationFailed(self._explain(expectation, call, timeout),
-                                            self._evidence(expectation, call, timeout, started))
-                try:
-                    async with asyncio.timeout(remaining):
-                        await self._changed.wait()
-                except TimeoutError:
-                    pass
+        item = self._match(expectation, call)
+        if item is not None:
+            item.consumed = True
+            self._unconsumed.remove(item)
+            return item
+        if timeout > 0:
+            # from here on, each arrival is offered to this wait as it comes (_serve_waiters):
+            # nothing runs in between, so none can slip past. The future ends with the message,
+            # or with None when the time is up (whichever comes first).
+            loop = self._loop or asyncio.get_running_loop()
+            future = loop.create_future()
+            self._waiters[future] = (expectation, call)
+            timer = loop.call_later(timeout, _time_up, future)
+            try:
+                item = await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled() and future.result() is not None:
+                    self._give_back(future.result())   # handed over, but nobody takes it now
+                raise
+            finally:
+                timer.cancel()
+                self._waiters.pop(future, None)
+            if item is not None:
+                return item
+        raise ExpectationFailed(self._explain(expectation, call, timeout),
+                                self._evidence(expectation, call, timeout, started))
 
     async def expect_none(self, what: str | int, within: float, call: Call | None = None,
                           headers: dict | None = None, sipfrag: str | int | None = None) -> None:
@@ -828,6 +943,20 @@ class Agent:
         # while the callee waits for a request in it
         tags = {msg.from_.tag, msg.to.tag}
         return tags == {call.dialog.local_tag, call.dialog.remote_tag}
+
+    def _give_back(self, item: Inbound) -> None:
+        """An item handed to a wait that was cancelled before it could take it: unconsumed again,
+        in its place by arrival, and offered to the other waits."""
+        item.consumed = False
+        at = len(self._unconsumed)
+        while at > 0 and self._unconsumed[at - 1].time > item.time:
+            at -= 1
+        self._unconsumed.insert(at, item)
+        if self._waiters:
+            self._serve_waiters(item)
+
+    def _fits(self, item: Inbound, expectation: Expectation, call: Call | None) -> bool:
+        return self._belongs(item, call) and expectation.mismatch(item.message) is None
 
     def _match(self, expectation: Expectation, call: Call | None) -> Inbound | None:
         for item in self._unconsumed:
@@ -889,22 +1018,51 @@ class Agent:
                 (direction is None or e.direction == direction) and not e.retransmission]
 
 
-def _mark_source(via_value: str, source: Address) -> str:
+def _first_field(msg: Request | Response, key: str) -> str | None:
+    """msg.header(key) for a message we built, read from its fields as they are: a lookup by
+    name would index them all, and the transaction keeps the message (and the index) a while."""
+    for field in msg.header_fields:
+        if field.key == key:
+            return field.value
+    return None
+
+
+def _time_up(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _top_via(request: Request):
+    """The request's top Via as parsed already (None if it does not parse)."""
+    try:
+        vias = request.via
+    except SipParseError:
+        return None
+    return vias[0] if vias else None
+
+
+_RPORT_RE = re.compile(r";\s*rport(?=;|$|\s)", re.IGNORECASE)
+
+
+def _mark_source(via_value: str, source: Address, parsed=None) -> str:
     """The top Via of a request as the response echoes it: `received` when the request came from
-    another address than its sent-by, and the `rport` value asked for (RFC 3261 §18.2.1, RFC 3581 §4)."""
-    from referee.sip import Via
+    another address than its sent-by, and the `rport` value asked for (RFC 3261 §18.2.1, RFC 3581 §4).
+    `parsed`: that Via parsed already, if at hand (used when it is this very text)."""
     host, port = source
     if not host:
         return via_value
-    try:
-        via = Via.parse(via_value)
-    except SipParseError:
-        return via_value
+    if parsed is not None and parsed.text == via_value:
+        via = parsed
+    else:
+        try:
+            via = Via.parse(via_value)
+        except SipParseError:
+            return via_value
     value = via_value
     if via.host.strip("[]") != host and "received=" not in value.lower():
         value += f";received={host}"
     if via.has_rport and via.rport is None:
-        value = re.sub(r";\s*rport(?=;|$|\s)", f";rport={port}", value, count=1, flags=re.IGNORECASE)
+        value = _RPORT_RE.sub(f";rport={port}", value, count=1)
     return value
 
 

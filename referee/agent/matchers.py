@@ -7,10 +7,12 @@ Shared by `Agent.expect` and the scenario runner, so a YAML step and a Python te
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from typing import Callable
 
 from referee.sip import Message, Request, Response, SipParseError
+from referee.stack.subscription import sipfrag_status
 
 
 class ExpectationFailed(AssertionError):
@@ -24,6 +26,12 @@ class ExpectationFailed(AssertionError):
         self.evidence = list(evidence or [])
 
 
+_METHOD_RE = re.compile(r"[A-Za-z][A-Za-z0-9.!%*_+`'~-]*")
+_CLASS_RE = re.compile(r"[1-6][xX]{2}")
+_COMPARISON_RE = re.compile(r"(>=|<=|>|<)\s*(\d{3})")
+_STATUS_RE = re.compile(r"\d{3}")
+
+
 def kind_matches(what: str | int, msg: Message) -> bool:
     """'INVITE' (a request method), '*' (any request), 202 / '202' (a status), '2xx', '>=300'."""
     text = str(what).strip()
@@ -31,7 +39,7 @@ def kind_matches(what: str | int, msg: Message) -> bool:
         return isinstance(msg, Request)
     if isinstance(msg, Request):
         return text.upper() == msg.method
-    if re.fullmatch(r"[A-Za-z][A-Za-z0-9.!%*_+`'~-]*", text) and not re.fullmatch(r"[1-6][xX]{2}", text) \
+    if _METHOD_RE.fullmatch(text) and not _CLASS_RE.fullmatch(text) \
             and text.lower() not in ("final", "provisional"):
         return False    # a method name never matches a response
     return status_matches(text, msg.status)
@@ -41,27 +49,38 @@ def status_matches(spec: str | int, status: int | None) -> bool:
     """Status spec: 200, '200', '2xx', '1xx', '>=300', '>300', '<200', 'final', 'provisional'."""
     if status is None:
         return False
-    text = str(spec).strip().lower()
+    try:
+        low, high = _status_range(str(spec).strip().lower())
+    except ValueError:
+        raise ValueError(f"bad status spec {spec!r}: expected e.g. 200, '2xx', '>=300', 'final'") from None
+    return low <= status <= high
+
+
+@functools.lru_cache(maxsize=256)
+def _status_range(text: str) -> tuple[int, int]:
+    """The statuses a (stripped, lowercase) spec stands for, as an inclusive range."""
     if text == "final":
-        return status >= 200
+        return 200, 10 ** 9
     if text == "provisional":
-        return status < 200
-    if re.fullmatch(r"[1-6]xx", text):
-        return status // 100 == int(text[0])
-    m = re.fullmatch(r"(>=|<=|>|<)\s*(\d{3})", text)
+        return -10 ** 9, 199
+    if len(text) == 3 and text[0] in "123456" and text[1:] == "xx":
+        first = int(text[0]) * 100
+        return first, first + 99
+    m = _COMPARISON_RE.fullmatch(text)
     if m:
         op, value = m.group(1), int(m.group(2))
-        return {">=": status >= value, "<=": status <= value, ">": status > value, "<": status < value}[op]
-    if re.fullmatch(r"\d{3}", text):
-        return status == int(text)
-    raise ValueError(f"bad status spec {spec!r}: expected e.g. 200, '2xx', '>=300', 'final'")
+        return {">=": (value, 10 ** 9), "<=": (-10 ** 9, value), ">": (value + 1, 10 ** 9),
+                "<": (-10 ** 9, value - 1)}[op]
+    if _STATUS_RE.fullmatch(text):
+        return int(text), int(text)
+    raise ValueError(text)
 
 
 def is_valid_kind(what: str | int) -> bool:
     text = str(what).strip()
     if text == "*":
         return True
-    if re.fullmatch(r"[A-Za-z][A-Za-z0-9.!%*_+`'~-]*", text) and not re.fullmatch(r"[1-6]xx", text.lower()) \
+    if _METHOD_RE.fullmatch(text) and not _CLASS_RE.fullmatch(text.lower()) \
             and text.lower() not in ("final", "provisional"):
         return True
     try:
@@ -162,7 +181,7 @@ class Expectation:
         problems = [p for p in (m.problem(msg) for m in self.headers) if p]
         if self.sipfrag is not None:
             try:
-                status = msg.sipfrag().status
+                status = sipfrag_status(msg.body)
             except SipParseError as exc:
                 status = None
                 problems.append(("sipfrag", f"status {self.sipfrag}", f"sipfrag unparsable: {exc.reason}"))

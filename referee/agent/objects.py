@@ -10,6 +10,9 @@ from typing import TYPE_CHECKING
 from referee.sip import Request, Response, escape_header_value
 from referee.stack import ClientTransaction, Dialog, ReferNotifier, ReferSubscriber, ServerTransaction
 
+from .evidence import Evidence
+from .matchers import ExpectationFailed
+
 if TYPE_CHECKING:
     from .agent import Agent
 
@@ -188,29 +191,50 @@ class ClientRequest:
         self.call = call
         self.transaction: ClientTransaction | None = None
         self.responses: list[Response] = []
-        self.final_future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        # nobody may be waiting any more when a transaction times out: that is not an error of its own
-        self.final_future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._loop = getattr(agent, "_loop", None) or asyncio.get_running_loop()
+        self.final_future: asyncio.Future[Response] = self._loop.create_future()
         self.subscription: ReferSubscriber | None = None
 
     @property
     def method(self) -> str:
         return self.request.method
 
+    def fail(self, exc: BaseException) -> None:
+        """End the wait for a final response with `exc` (if it did not end yet)."""
+        if not self.final_future.done():
+            self.final_future.set_exception(exc)
+            # nobody may be waiting any more when a transaction times out: that is not an error of
+            # its own (marked as seen, so asyncio does not report it as never retrieved)
+            self.final_future.exception()
+
     async def final(self, timeout: float = 10.0) -> Response:
         """The final response; raises ExpectationFailed on timeout (no answer) or transaction timeout."""
-        from .matchers import ExpectationFailed
-        try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(self.final_future)
-        except TimeoutError:
-            from .evidence import Evidence
+        future = self.final_future
+        if not future.done():
+            # wait for it without ever cancelling it: a second final() may still wait
+            loop = self._loop
+            waiter = loop.create_future()
+
+            def wake(_=None) -> None:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+            future.add_done_callback(wake)
+            timer = loop.call_later(timeout, wake) if timeout is not None else None
+            try:
+                await waiter
+            finally:
+                if timer is not None:
+                    timer.cancel()
+                future.remove_done_callback(wake)
+        if not future.done():
             seen = ", ".join(str(r.status) for r in self.responses) or "nothing"
             raise ExpectationFailed(
                 f"{self.agent.name}: no final response to {self.request.method} within {timeout:g} s "
                 f"(sent to {self.dest[0]}:{self.dest[1]}; got {seen})",
                 [Evidence(self.agent.name, "", expected=f"a final response to {self.request.summary()} within "
-                          f"{timeout:g} s", seen=f"got {seen}")]) from None
+                          f"{timeout:g} s", seen=f"got {seen}")])
+        return future.result()
 
     def __repr__(self) -> str:
         return f"<ClientRequest {self.request.summary()}>"

@@ -54,12 +54,13 @@ class Dialog:
     def from_uac(cls, request: Request, response: Response) -> "Dialog":
         """Our request (INVITE, SUBSCRIBE, REFER) got a 1xx-with-tag or 2xx (RFC 3261 §12.1.2)."""
         contact = response.contact
+        ours = request.from_
         return cls(
             call_id=request.call_id or "",
-            local_tag=request.from_.tag or "",
+            local_tag=ours.tag or "",
             remote_tag=response.to.tag or "",
-            local_uri=_without_tag(request.header("From") or ""),
-            remote_uri=_without_tag(request.header("To") or ""),
+            local_uri=_name_addr_without_tag(ours),
+            remote_uri=_name_addr_without_tag(request.to),
             remote_target=str(contact[0].uri) if contact else request.uri_text,
             route_set=[str(rr) for rr in reversed(response.record_route)],
             local_seq=request.cseq.seq,
@@ -73,13 +74,14 @@ class Dialog:
     def from_uas(cls, request: Request, local_tag: str, confirmed: bool = True) -> "Dialog":
         """We answer a dialog-creating request (RFC 3261 §12.1.1)."""
         contact = request.contact
+        theirs = request.from_
         return cls(
             call_id=request.call_id or "",
             local_tag=local_tag,
-            remote_tag=request.from_.tag or "",
-            local_uri=_without_tag(request.header("To") or ""),
-            remote_uri=_without_tag(request.header("From") or ""),
-            remote_target=str(contact[0].uri) if contact else str(request.from_.uri),
+            remote_tag=theirs.tag or "",
+            local_uri=_name_addr_without_tag(request.to),
+            remote_uri=_name_addr_without_tag(theirs),
+            remote_target=str(contact[0].uri) if contact else str(theirs.uri),
             route_set=[str(rr) for rr in request.record_route],
             local_seq=secrets.randbelow(2 ** 16) + 1,
             remote_seq=request.cseq.seq,
@@ -166,7 +168,11 @@ class Dialog:
 
 
 def _without_tag(value: str) -> str:
-    addr = NameAddr.parse(value)
+    return _name_addr_without_tag(NameAddr.parse(value))
+
+
+def _name_addr_without_tag(addr: NameAddr) -> str:
+    """The name-addr rendered without its tag parameter (the dialog's local or remote URI)."""
     params = addr.params.items()
     rest = "".join(f";{n}" if v is None else f";{n}={v}" for n, v in params if n.lower() != "tag")
     display = f'"{addr.display}" ' if addr.display else ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import secrets
 
 from referee.sip import Request, Response
@@ -20,7 +21,19 @@ MAGIC_COOKIE = "z9hG4bK"
 
 
 def new_branch() -> str:
-    return MAGIC_COOKIE + secrets.token_hex(8)
+    """A branch unique across space and time (RFC 3261 §8.1.1.7): a random prefix drawn per
+    process (again in a forked child) and a counter."""
+    return f"{_branch_prefix}{next(_branch_numbers):x}"
+
+
+def _new_branch_prefix() -> None:
+    global _branch_prefix, _branch_numbers
+    _branch_prefix = MAGIC_COOKIE + secrets.token_hex(6)   # (fixed length: no two numbers read alike)
+    _branch_numbers = itertools.count(1)
+
+
+_new_branch_prefix()
+os.register_at_fork(after_in_child=_new_branch_prefix)
 
 
 class TransactionLayer:
@@ -37,13 +50,18 @@ class TransactionLayer:
         self._n = itertools.count()
 
     def _schedule(self, tx: Transaction) -> None:
-        if tx.deadline is not None:
-            heapq.heappush(self._heap, (tx.deadline, next(self._n), tx))
+        # every transaction with a deadline has an entry for it in the heap: tx.queued says which
+        deadline = tx.deadline
+        if deadline is not None and deadline != tx.queued:
+            tx.queued = deadline
+            heapq.heappush(self._heap, (deadline, next(self._n), tx))
 
     # -- client side ---------------------------------------------------------------------
-    def send_request(self, request: Request, dest: Address, now: float) -> tuple[ClientTransaction, list[Action]]:
-        """Start a client transaction for `request` (which must carry its Via with a branch)."""
-        tx = ClientTransaction(request, dest, self.reliable, self.timers)
+    def send_request(self, request: Request, dest: Address, now: float,
+                     branch: str | None = None) -> tuple[ClientTransaction, list[Action]]:
+        """Start a client transaction for `request` (which must carry its Via with a branch;
+        `branch`, when given, is that branch, as the caller that wrote the Via knows it)."""
+        tx = ClientTransaction(request, dest, self.reliable, self.timers, branch)
         method = "INVITE" if request.method == "ACK" else request.method
         tx.table_key = (tx.branch, method)
         self.clients[tx.table_key] = tx
@@ -85,16 +103,20 @@ class TransactionLayer:
                 self._schedule(server)
                 return actions
             return [PassUp(request, None)]  # type: ignore[arg-type]
-        tx = ServerTransaction(request, source, self.reliable, self.timers)
+        tx = ServerTransaction(request, source, self.reliable, self.timers, key[0])
         tx.table_key = key
         self.servers[key] = tx
         return [PassUp(request, tx)]
 
     @staticmethod
     def _server_key(request: Request) -> tuple[str, str, str]:
-        via = request.via[0] if request.via else None
+        """(top Via branch, its sent-by, method): the first is the transaction's branch."""
+        vias = request.via
         method = "INVITE" if request.method == "ACK" else request.method
-        return ((via.branch or "") if via else "", via.sent_by if via else "", method)
+        if not vias:
+            return ("", "", method)
+        via = vias[0]
+        return (via.branch or "", via.sent_by, method)
 
     def find_server(self, branch: str, method: str) -> ServerTransaction | None:
         for (b, _, m), tx in self.servers.items():
@@ -115,6 +137,8 @@ class TransactionLayer:
         actions: list[Action] = []
         while self._heap and self._heap[0][0] <= now:
             deadline, _, tx = heapq.heappop(self._heap)
+            if tx.queued == deadline:
+                tx.queued = None
             if tx.deadline != deadline:
                 continue            # stale entry: the transaction was re-scheduled or ended
             actions += tx.poll(now)
@@ -134,8 +158,16 @@ class TransactionLayer:
                 del self._accepted[key]
 
     def next_deadline(self) -> float | None:
-        while self._heap and self._heap[0][2].deadline != self._heap[0][0]:
-            heapq.heappop(self._heap)
+        heap = self._heap
+        while heap and heap[0][2].deadline != heap[0][0]:
+            deadline, _, tx = heapq.heappop(heap)     # stale entry: the transaction moved on
+            if tx.queued == deadline:
+                tx.queued = None
+        return heap[0][0] if heap else None
+
+    def earliest(self) -> float | None:
+        """A time no later than the next deadline (the heap's first entry, which may be one a
+        transaction has moved past): cheaper than next_deadline() when only a bound is needed."""
         return self._heap[0][0] if self._heap else None
 
     def all(self) -> list[Transaction]:

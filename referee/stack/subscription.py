@@ -10,9 +10,31 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 
 from referee.sip import Request, Response, SipParseError
 from referee.sip.sipfrag import Sipfrag
+
+
+def sipfrag_status(body: bytes) -> int | None:
+    """The status code of a message/sipfrag body (None: not a status line), as Sipfrag.parse
+    reads it; SipParseError when malformed. NOTIFYs carry the same few bodies over and over
+    ("SIP/2.0 100 Trying"): short ones are parsed once."""
+    body = bytes(body)
+    if len(body) > 200:
+        return Sipfrag.parse(body).status
+    status, reason, offset = _short_sipfrag_status(body)
+    if reason is not None:
+        raise SipParseError(reason, offset)
+    return status
+
+
+@functools.lru_cache(maxsize=256)
+def _short_sipfrag_status(body: bytes) -> tuple[int | None, str | None, int]:
+    try:
+        return Sipfrag.parse(body).status, None, 0
+    except SipParseError as exc:
+        return None, exc.reason, exc.offset
 
 
 class SubState(enum.Enum):
@@ -98,8 +120,7 @@ class ReferSubscriber:
             problems.append(f"Content-Type {notify.header('Content-Type')!r}, expected message/sipfrag "
                             "(RFC 3515 §2.4.5)")
         try:
-            frag = Sipfrag.parse(notify.body)
-            status = frag.status
+            status = sipfrag_status(notify.body)
             if status is None:
                 problems.append("sipfrag body has no status line (RFC 3515 §2.4.5)")
         except SipParseError as exc:

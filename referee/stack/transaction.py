@@ -70,21 +70,28 @@ class Transaction:
 
     invite: bool
 
-    def __init__(self, request: Request, dest: Address, reliable: bool, timers: TimerConfig) -> None:
+    def __init__(self, request: Request, dest: Address, reliable: bool, timers: TimerConfig,
+                 branch: str | None = None) -> None:
         self.request = request
         self.dest = dest
         self.reliable = reliable
         self.cfg = timers
         self.state = State.TERMINATED
-        self.branch = branch_of(request)
+        # the top Via's branch; a caller that just wrote that Via may pass it (no need to parse it back)
+        self.branch = branch_of(request) if branch is None else branch
         self.method = request.method
         self._timers: dict[str, tuple[float, float]] = {}
         self.last_response: Response | None = None
         self.table_key: tuple = ()     # set by the TransactionLayer that owns it
+        self.queued: float | None = None   # the deadline its layer's timer heap holds for it
 
     @property
     def deadline(self) -> float | None:
-        return min((at for at, _ in self._timers.values()), default=None)
+        earliest = None
+        for at, _ in self._timers.values():
+            if earliest is None or at < earliest:
+                earliest = at
+        return earliest
 
     @property
     def terminated(self) -> bool:
@@ -120,8 +127,8 @@ class ClientTransaction(Transaction):
     """Sends a request and delivers its responses (17.1.1 INVITE, 17.1.2 non-INVITE)."""
 
     def __init__(self, request: Request, dest: Address, reliable: bool = False,
-                 timers: TimerConfig = TimerConfig()) -> None:
-        super().__init__(request, dest, reliable, timers)
+                 timers: TimerConfig = TimerConfig(), branch: str | None = None) -> None:
+        super().__init__(request, dest, reliable, timers, branch)
         self.invite = request.method == "INVITE"
         self.ack: Request | None = None
 
@@ -205,8 +212,8 @@ class ServerTransaction(Transaction):
     """Absorbs request retransmissions and retransmits responses (17.2.1 INVITE, 17.2.2 non-INVITE)."""
 
     def __init__(self, request: Request, source: Address, reliable: bool = False,
-                 timers: TimerConfig = TimerConfig()) -> None:
-        super().__init__(request, source, reliable, timers)
+                 timers: TimerConfig = TimerConfig(), branch: str | None = None) -> None:
+        super().__init__(request, source, reliable, timers, branch)
         self.invite = request.method == "INVITE"
         self.state = State.PROCEEDING if self.invite else State.TRYING
         self.ack_received: Request | None = None

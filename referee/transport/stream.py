@@ -31,6 +31,7 @@ class TcpTransport(Transport):
         self._tasks: set[asyncio.Task] = set()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _small_reads(writer)
         peer = writer.get_extra_info("peername")
         address = (peer[0], peer[1])
         self._writers[address] = writer
@@ -80,6 +81,7 @@ class TcpTransport(Transport):
             reader, writer = await asyncio.wait_for(connecting, CONNECT_TIMEOUT)
         except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
             raise TransportError(f"cannot connect {self.kind} to {dest[0]}:{dest[1]}: {exc}") from None
+        _small_reads(writer)
         self._writers[dest] = writer
         task = asyncio.get_running_loop().create_task(self._read_loop(reader, dest))
         self._tasks.add(task)
@@ -104,6 +106,15 @@ class TcpTransport(Transport):
         self._writers.clear()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _small_reads(writer: asyncio.StreamWriter) -> None:
+    """Have a plain TCP connection read 64 KiB at a time: asyncio's default (256 KiB) is above
+    malloc's mmap threshold, so every read cost an mmap, an mremap and an munmap. (TLS reads
+    through its own buffer.)"""
+    transport = writer.transport
+    if hasattr(transport, "max_size"):
+        transport.max_size = 65536
 
 
 async def open_tcp(host: str, port: int, on_receive: OnReceive,

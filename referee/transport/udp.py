@@ -56,6 +56,10 @@ async def open_udp(host: str, port: int, on_receive: OnReceive,
         raise TransportError(f"cannot bind UDP {host}:{port}: {exc.strerror}") from None
     loop = asyncio.get_running_loop()
     transport._transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(transport), sock=sock)
+    # read each datagram into a buffer of the largest datagram there is: asyncio's default
+    # (256 KiB) is above malloc's mmap threshold, so every datagram cost an mmap, an mremap
+    # and an munmap
+    transport._transport.max_size = MAX_DATAGRAM
     bound = sock.getsockname()
     transport.local = (bound[0], bound[1])
     return transport
