@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                                                          "updates <report-dir>/durations.json)")
     run.add_argument("--scenarios", action="append", default=[], metavar="PATH",
                      help="run only the scenario files of PATH (a file or a directory; repeatable), e.g. your own")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="test purposes at a time (default: what the DUT allows, see default_workers; 1: one "
+                          "at a time)")
     lst = sub.add_parser("list", help="list test purposes (and which apply to a DUT profile)")
     lst.add_argument("--dut", help="DUT profile to check applicability against")
     mat = sub.add_parser("matrix", help="run the suites over several DUT profiles; write the interop matrix")
@@ -119,11 +122,16 @@ def cmd_run(args, extra: list[str]) -> int:
             print(f"error: --durations {args.durations}: no such file", file=sys.stderr)
             return 2
         pytest_args.append(f"--shard-durations={pathlib.Path(args.durations).resolve()}")
-    workers = default_workers(args.dut, extra)
+    if args.workers is None and "load" in (args.markers or "").replace("not load", ""):
+        workers = 0            # load steps measure the DUT one at a time (and write one load-junit.xml)
+    else:
+        workers = default_workers(args.dut, extra) if args.workers is None else args.workers
     if workers > 1:
-        # test purposes side by side, one test handed out at a time (longest first, see
-        # fixtures/sharding.py): the run ends close to its longest test
-        pytest_args += ["-n", str(workers), "--maxschedchunk=1"]
+        # test purposes side by side, handed out longest first (fixtures/sharding.py): the run
+        # ends close to its longest test
+        pytest_args += ["-n", str(workers)]
+    if not any("hypothesispytest" in a for a in extra):
+        pytest_args += ["-p", "no:hypothesispytest"]    # referee's own tests use it, the suites do not
     pytest_args += extra
     status = _RefereeStatus()
     code = int(pytest.main(pytest_args, plugins=[status]))
@@ -145,27 +153,30 @@ CONCURRENT_TESTS = 4      # test purposes at a time against DUTs referee launche
 
 
 def default_workers(dut: str | None, extra: list[str]) -> int:
-    """How many test purposes `referee run` runs at once unless told (-n, -p no:xdist): each test
-    against a DUT referee launches has its own DUT instance, agents and capture, so they run side
-    by side. External DUTs run one test at a time unless their profile allows more (`parallel`);
-    so do PBXs (their users are one set of registrations) and DUTs an operator drives."""
+    """How many test purposes `referee run` runs at once unless told (--workers, -n, -p no:xdist):
+    against a DUT referee launches per test, each test has its own DUT instance, agents and
+    capture window, so they run side by side. A device the tests share (an external DUT, or
+    one an HTTP API or a command drives) takes one test at a time unless its profile says how
+    many it takes (`parallel`), and a PBX always (every test uses the same users); so does a DUT
+    on a fixed port or with users on fixed ports, and a DUT an operator drives. `parallel` also
+    caps the tests against launched DUTs."""
     if any(a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in extra) \
             or "no:xdist" in extra:
         return 0
     from referee.dut import BUILTIN_PROFILE, ProfileError, load_profile
+    from referee.dut.session import launches_instances, poolable
     try:
         profile = load_profile(dut or BUILTIN_PROFILE)
     except ProfileError:
         return 0                       # the run reports the profile error itself
+    parallel = getattr(profile, "parallel", None)
     if profile.driver == "operator":
         return 0
-    launched = bool(profile.driver or profile.launch)
-    if not launched:
-        return int(getattr(profile, "parallel", 1) or 1)
-    if profile.kind == "pbx":
-        return 0          # its users are one set of registrations: one test at a time
-
-    return CONCURRENT_TESTS
+    if not launches_instances(profile):
+        return 0 if profile.kind == "pbx" else int(parallel or 1)
+    if not poolable(profile):          # one instance at a time: its port, or its users' ports, are fixed
+        return 0
+    return min(CONCURRENT_TESTS, parallel or CONCURRENT_TESTS)
 
 
 def _checkout_importable() -> None:

@@ -226,23 +226,27 @@ def _build(path: pathlib.Path, data: dict) -> Profile:
         load=_load_table(path, data.get("load", {})),
         upper=parse_upper(path, data, driver, set(string_list("capabilities")),
                           lambda key, message, fix: ProfileError(path, key, message, fix)),
-        parallel=_parallel(path, data, users))
+        parallel=_parallel(path, data, kind, bool(driver or launch), users))
 
 
-def _parallel(path, data: dict, users: dict) -> int | None:
-    """`parallel = N`: the DUT takes N tests (calls) at once. Not with users on fixed ports (the
-    agents of two tests cannot both listen there)."""
+def _parallel(path, data: dict, kind: str, launched: bool, users: dict) -> int | None:
+    """`parallel = N`: the DUT takes N tests (calls) at once. Not a PBX the tests share: every
+    test uses the same users (one set of extensions and registrations), so two tests at once
+    would get each other's calls; nor users on fixed ports (the agents of two tests cannot both
+    listen there)."""
     if "parallel" not in data:
         return None
     value = data["parallel"]
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 64:
         raise ProfileError(path, "parallel", f"must be a whole number of tests from 1 to 64, got {value!r}",
                            "parallel = 4")
+    if value > 1 and kind == "pbx" and not launched:
+        raise ProfileError(path, "parallel", "a PBX takes one test at a time: every test uses the same users, so "
+                                             "two at once would get each other's calls", "parallel = 1")
     fixed = [u.name for u in users.values() if u.port]
     if value > 1 and fixed:
-        raise ProfileError(path, "parallel", f"users {', '.join(fixed)} listen on fixed ports, so the DUT takes "
-                                             f"one test at a time", "parallel = 1, or users that register from "
-                                                                    "free ports (register = true, no port)")
+        raise ProfileError(path, "parallel", f"users {', '.join(fixed)} listen on fixed ports: one test at a time",
+                           "parallel = 1, or users without a port (register = true)")
     return value
 
 

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import pathlib
 import shutil
 import sys
 import tempfile
+import threading
+import time
 
 from .driver import TRANSPORTS, DriverError, PhoneDriver, ProgramMissing, TransportUnsupported, sip_uri
 from .drivers import driver_class
 from .launcher import LaunchedProcess, expand, free_port, wait_accepting
 from .profile import Profile
 from .programs import find_program
-from .tls import agent_contexts, make_certificates
+from .upper_profile import UPPER_DRIVERS
+
+# (.tls is imported where certificates are made: it pulls in the TLS stack, and every launched
+# reference phone imports this module on its way to its console)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+PORT_ATTEMPTS = 3         # starts of a launched DUT on a fresh free port when the last one was taken
 
 
 class DutSession:
@@ -103,6 +110,8 @@ class DutSession:
             kwargs["certificates"] = self.certificates
         if p.answers == "manual":
             kwargs["answer"] = "manual"
+        if getattr(cls, "needs_profile", False):
+            kwargs["profile"] = p        # upper testers: the profile's [actions] say how to ask
         if p.driver == "console":
             launch = [a.replace("{repo}", str(REPO)).replace("{profile_dir}", str(p.path.parent.resolve()))
                       for a in p.launch]
@@ -115,10 +124,21 @@ class DutSession:
     def _start_launched(self) -> None:
         p = self.profile
         host = p.address[0] if p.address else "127.0.0.1"
-        port = p.address[1] if p.address else free_port(host)
-        self.process = LaunchedProcess(self.launch_command(host, port), p.ready, name=p.name, cwd=str(REPO))
-        self.process.start(p.ready_timeout)
-        if self.transport != "udp":     # the ready line may come before the TCP listener is up
+        fixed = bool(p.address and p.address[1])
+        for attempt in range(PORT_ATTEMPTS):
+            port = p.address[1] if fixed else free_port(host)
+            self.process = LaunchedProcess(self.launch_command(host, port), p.ready, name=p.name, cwd=str(REPO))
+            try:
+                self.process.start(p.ready_timeout)
+                break
+            except DriverError:
+                # the free port we picked was taken before the program bound it (another test's
+                # agent or DUT): pick another; any other failure is the start's own
+                if fixed or attempt == PORT_ATTEMPTS - 1 or "already in use" not in self.process.output().lower():
+                    raise
+        if self.transport != "udp" or set(p.transports) - {"udp"}:
+            # the ready line may come before the TCP listener is up (a test may use it even when the
+            # session's transport is UDP: a party of its own on TCP)
             wait_accepting(host, port, p.ready_timeout, name=p.name)
         self.address = (host, port)
 
@@ -169,11 +189,13 @@ class DutSession:
             return {}
         if self.certificates is None:     # not started (e.g. a probe of an external DUT)
             self._make_certificates()
+        from .tls import agent_contexts
         return agent_contexts(self.certificates)
 
     def _make_certificates(self) -> None:
         """Test certificates for this session (the DUT's TLS server and the agents'), in a
         directory removed by stop()."""
+        from .tls import make_certificates
         if self._cert_dir is None:
             self._cert_dir = tempfile.mkdtemp(prefix="referee-tls-")
         self.certificates = make_certificates(pathlib.Path(self._cert_dir))
@@ -200,4 +222,121 @@ class DutSession:
         self.stop()
 
 
-__all__ = ["DutSession", "DriverError"]
+# the longest a retired DUT waits for its test's artifacts before it is stopped anyway
+FINISH_TIMEOUT = 30.0
+
+
+def launches_instances(profile: Profile) -> bool:
+    """Does the suite launch a DUT instance of its own for every test (a program it starts on a
+    free port), rather than address one device all tests share?"""
+    if profile.driver in UPPER_DRIVERS:        # a person, an HTTP API or a command drives a device
+        return False
+    return bool(profile.driver or profile.launch)
+
+
+def poolable(profile: Profile) -> bool:
+    """Can several instances of this DUT run at once (and so be started ahead of their tests)?
+    Not when the profile pins the DUT's port, nor when its users listen on fixed ports."""
+    return (launches_instances(profile) and not (profile.address and profile.address[1])
+            and not any(u.port for u in profile.users.values()))
+
+
+class DutPool:
+    """DUT instances of one profile, started ahead of the tests of this process.
+
+    Starting a launched DUT takes a few hundred milliseconds; tests should not wait for it. A
+    test takes a session that started while earlier tests ran (`take`), and `spares` others keep
+    starting behind it. A taken session is never handed out again: `retire` stops it in the
+    background once its test is done with it (every test sees a DUT no other test has used).
+    `close` stops everything; every wait is bounded by the profile's ready and stop timeouts.
+
+    The threads that start DUTs live as long as the pool: a launched DUT is bound to the thread
+    that started it (PR_SET_PDEATHSIG, see launcher.py) and must not die with a short one."""
+
+    def __init__(self, profile: Profile, spares: int = 1) -> None:
+        self.profile = profile
+        self.spares = spares
+        self._lock = threading.Lock()
+        self._ready: dict[str, list[tuple[DutSession, concurrent.futures.Future]]] = {}
+        self._stopping: list[threading.Thread] = []
+        self._closed = False
+        # two starts at a time: the processor, not the number of threads, limits how fast DUTs start
+        self._starter = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="referee-dut-start")
+
+    def start(self, session: DutSession) -> concurrent.futures.Future:
+        """Start `session` in one of the pool's threads."""
+        return self._starter.submit(session.start)
+
+    def adopt(self, session: DutSession) -> None:
+        """A session started elsewhere (e.g. a trial start, in a thread that lives as long as the
+        pool) is the next one handed out."""
+        started: concurrent.futures.Future = concurrent.futures.Future()
+        started.set_result(None)
+        with self._lock:
+            self._ready.setdefault(session.transport, []).insert(0, (session, started))
+
+    def prepare(self, transport: str | None = None, count: int | None = None) -> None:
+        """Start `count` (default: all) spares of `transport` (default: the profile's first) now."""
+        with self._lock:
+            self._top_up(transport or self.profile.transport, count)
+
+    def take(self, transport: str | None = None) -> DutSession:
+        """A started session on `transport`; raises what its start raised (DriverError ...)."""
+        transport = transport or self.profile.transport
+        with self._lock:
+            queue = self._ready.setdefault(transport, [])
+            if queue:
+                session, started = queue.pop(0)
+            else:
+                session = DutSession(self.profile, transport=transport)
+                started = self.start(session)
+            self._top_up(transport)
+        timeout = self.profile.ready_timeout + 5.0
+        try:
+            started.result(timeout)
+        except concurrent.futures.TimeoutError:
+            started.add_done_callback(lambda _: session.stop())    # whenever it is up after all
+            raise DriverError(f"{self.profile.name!r} did not start within {timeout:g} s") from None
+        return session
+
+    def _top_up(self, transport: str, count: int | None = None) -> None:
+        if self._closed:
+            return
+        queue = self._ready.setdefault(transport, [])
+        while len(queue) < min(self.spares, self.spares if count is None else count):
+            session = DutSession(self.profile, transport=transport)
+            queue.append((session, self.start(session)))
+
+    def retire(self, session: DutSession, after: threading.Thread | None = None,
+               started: concurrent.futures.Future | None = None) -> None:
+        """Stop `session` in the background, once `after` (what still uses it) has ended, or once
+        its start (`started`) has returned."""
+        def stop() -> None:
+            if after is not None:
+                after.join(FINISH_TIMEOUT)
+            if started is not None:
+                concurrent.futures.wait([started], self.profile.ready_timeout + 5.0)
+            session.stop()
+        thread = threading.Thread(target=stop, name="referee-dut-stop", daemon=True)
+        thread.start()
+        with self._lock:
+            self._stopping = [t for t in self._stopping if t.is_alive()] + [thread]
+
+    def close(self) -> None:
+        """Stop the spares, wait for every stop (bounded), then end the pool's threads."""
+        with self._lock:
+            self._closed = True
+            spares = [s for queue in self._ready.values() for s in queue]
+            self._ready.clear()
+        for session, started in spares:
+            started.cancel()            # (not yet begun: it never will)
+            self.retire(session, started=started)
+        deadline = time.monotonic() + self.profile.ready_timeout + FINISH_TIMEOUT + self.profile.stop_timeout + 10.0
+        with self._lock:
+            stopping = list(self._stopping)
+        for thread in stopping:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._starter.shutdown(wait=False, cancel_futures=True)
+
+
+__all__ = ["DutSession", "DutPool", "DriverError", "launches_instances", "poolable"]

@@ -443,7 +443,7 @@ def ladder_for_test(trace: dict, dut_role: str | None = None, title: str | None 
     """The ladder shown for one test: from its trace; from its pcap (named and annotated by the
     trace) when the capture saw more than one interface, as behind a NAT."""
     pcap = trace.get("pcap")
-    if pcap and os.path.isfile(pcap) and os.path.getsize(pcap) <= max_pcap_bytes:
+    if pcap and os.path.isfile(pcap) and os.path.getsize(pcap) <= max_pcap_bytes and _is_pcapng(pcap):
         from referee.wire import WireError, read_pcap
         try:
             wt = read_pcap(pcap)
@@ -453,3 +453,12 @@ def ladder_for_test(trace: dict, dut_role: str | None = None, title: str | None 
             entries = sorted([*wt.messages, *wt.defects], key=lambda e: e.time)
             return ladder_from_trace(trace, wire=entries, dut_role=dut_role, title=title)
     return ladder_from_trace(trace, dut_role=dut_role, title=title)
+
+
+def _is_pcapng(path: str) -> bool:
+    """Only a pcapng file names the interface of each frame (a classic pcap has one link)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x0a\x0d\x0d\x0a"
+    except OSError:
+        return False

@@ -169,6 +169,8 @@ class Capture:
         self.stopped_at: float | None = None
         self.dropped = 0
         self._trace_cache: tuple[int, WireTrace] | None = None
+        self._windows: list[Window] = []          # shared captures only
+        self._filter_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 2.0) -> "Capture":
@@ -208,15 +210,77 @@ class Capture:
         except CaptureError:
             pass
 
+    # -- one capture for many tests in turn ---------------------------------------------------
+    @classmethod
+    def shared(cls, ifaces: Sequence[str] | str, netns: str | None = None) -> "Capture":
+        """A capture that runs for many tests in turn: each test opens a window on its ports
+        (`open_window`) and takes its frames out when done (`close_window`). It captures no
+        port until a window is open. Start it once, stop it at the end."""
+        capture = cls(ifaces, ports=None, netns=netns)
+        capture.ports = []
+        capture.filter = _MARKERS_ONLY
+        capture._windows = []
+        return capture
+
+    def open_window(self, ports: Sequence[int]) -> "Window":
+        """Capture `ports` from now on (besides the other open windows' ports). Nothing sent
+        after this returns is missed: the kernel applies the new filter to every later frame."""
+        bpf_for_ports(ports)              # the same checks as a capture's own ports
+        window = Window(self, sorted(set(ports)), time.time())
+        with self._filter_lock:
+            self._windows.append(window)
+            self._refilter()
+        window.since = time.time()
+        return window
+
+    def close_window(self, window: "Window", timeout: float = 2.0) -> "Capture":
+        """The frames of `window`, as a stopped Capture of their own (pcap, messages ...):
+        every frame to or from its ports since it opened, up to now (a marker round proves that
+        everything sent before this call has been seen). Its ports are no longer captured
+        unless another open window has them; frames no open window wants are dropped."""
+        try:
+            self._sync(timeout, "cut")
+        finally:
+            with self._filter_lock:
+                self._windows.remove(window)
+                others = [(set(w.ports), w.since) for w in self._windows]
+                self._refilter()
+        until = time.time()
+        wanted = set(window.ports)
+        mine: list[tuple[bytes, float, str]] = []
+        kept: list[tuple[bytes, float, str]] = []
+        with self._lock:
+            for frame in self._frames:
+                ports = _frame_ports(frame[0])
+                if ports is None:         # an IP fragment (no ports): by time
+                    if frame[1] >= window.since:
+                        mine.append(frame)
+                    if any(frame[1] >= since for _, since in others):
+                        kept.append(frame)
+                    continue
+                if ports & wanted and frame[1] >= window.since:
+                    mine.append(frame)
+                elif any(ports & theirs for theirs, _ in others):
+                    kept.append(frame)
+            self._frames = kept
+            self._trace_cache = None
+        part = Capture(self.ifaces, ports=window.ports, netns=self.netns)
+        part._frames = mine
+        part.started_at, part.stopped_at = window.since, until
+        return part
+
+    def _refilter(self) -> None:
+        """Attach the filter for the open windows' ports to every socket (with _filter_lock)."""
+        ports = sorted({p for w in self._windows for p in w.ports})
+        self.ports = ports
+        self.filter = bpf_for_ports(ports) if ports else _MARKERS_ONLY
+        program = _compile(self.filter)
+        for sock in self._sockets:
+            sock.ins.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, program)
+
     def _open(self) -> None:
         where = f" in network namespace {self.netns!r}" if self.netns else ""
-        try:
-            program = None
-            if self.filter is not None:
-                bpf = compile_filter(self.filter, linktype=LINKTYPE_ETHERNET)
-                program = sock_fprog(bpf.bf_len, bpf.bf_insns)
-        except Scapy_Exception as exc:
-            raise CaptureError(f"cannot compile capture filter {self.filter!r}: {exc}") from None
+        program = _compile(self.filter) if self.filter is not None else None
 
         def open_all() -> tuple[dict[_ListenSocket, str], dict[str, _Sender]]:
             socks: dict[_ListenSocket, str] = {}
@@ -263,9 +327,9 @@ class Capture:
 
     def _sync(self, timeout: float, label: str) -> None:
         """Inject a marker on every interface and wait until the sniffer has seen them all."""
-        self._rounds += 1
-        mark = _MARKER_MAGIC + self._token + b"%08x" % self._rounds  # fixed length
         with self._lock:
+            self._rounds += 1
+            mark = _MARKER_MAGIC + self._token + b"%08x" % self._rounds  # fixed length
             self._seen[mark] = set()
         try:
             for iface, sender in self._senders.items():
@@ -344,7 +408,7 @@ class Capture:
     def write_pcap(self, path: str | os.PathLike,
                    fmt: Literal["pcapng", "pcap"] = "pcapng") -> str:
         """Write the capture. pcapng keeps each packet's interface name; pcap cannot."""
-        from scapy.utils import PcapNgWriter, PcapWriter
+        from scapy.utils import PcapNgWriter
 
         path = os.fspath(path)
         if fmt not in ("pcapng", "pcap"):
@@ -352,15 +416,22 @@ class Capture:
         parent = os.path.dirname(path)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        writer = (PcapNgWriter(path) if fmt == "pcapng"
-                  else PcapWriter(path, linktype=LINKTYPE_ETHERNET, nano=True, sync=False))
-        with writer:
+        if fmt == "pcap":                 # plain records: no packet objects needed
+            with open(path, "wb") as f:
+                f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 0xFFFF, LINKTYPE_ETHERNET))
+                for data, ts, _iface in self.frames():
+                    sec = int(ts)
+                    nsec = int(round((ts - sec) * 1e9))      # as scapy's PcapWriter computes it
+                    if nsec >= 1_000_000_000:
+                        sec, nsec = sec + 1, nsec - 1_000_000_000
+                    f.write(struct.pack("<IIII", sec, nsec, len(data), len(data)))
+                    f.write(data)
+            return path
+        with PcapNgWriter(path) as writer:
             pkts = self.packets
-            if not pkts and fmt == "pcap":
-                writer.write_header(None)
             for p in pkts:
                 writer.write(p)
-        if not pkts and fmt == "pcapng":
+        if not pkts:
             _write_empty_pcapng(path)
         return path
 
@@ -376,3 +447,63 @@ def _write_empty_pcapng(path: str) -> None:
     idb = _pcapng_block(1, struct.pack("<HHI", LINKTYPE_ETHERNET, 0, 0))
     with open(path, "wb") as f:
         f.write(shb + idb)
+
+
+_MARKERS_ONLY = f"ether proto {MARKER_ETHERTYPE:#06x}"
+
+
+def _compile(text: str):
+    try:
+        bpf = compile_filter(text, linktype=LINKTYPE_ETHERNET)
+    except Scapy_Exception as exc:
+        raise CaptureError(f"cannot compile capture filter {text!r}: {exc}") from None
+    return sock_fprog(bpf.bf_len, bpf.bf_insns)
+
+
+class Window:
+    """The ports of one test in a shared capture, captured from `since` (see Capture.shared)."""
+
+    def __init__(self, capture: Capture, ports: list[int], since: float) -> None:
+        self.capture = capture
+        self.ports = ports
+        self.since = since
+
+    def close(self, timeout: float = 2.0) -> Capture:
+        return self.capture.close_window(self, timeout)
+
+    def frames(self, timeout: float = 2.0) -> list[tuple[bytes, float, str]]:
+        """(bytes, time, iface) of this window's frames so far (everything sent before this
+        call included), in time order; the window stays open."""
+        self.capture._sync(timeout, "peek")
+        wanted = set(self.ports)
+        frames = []
+        with self.capture._lock:
+            for frame in self.capture._frames:
+                ports = _frame_ports(frame[0])
+                if frame[1] >= self.since and (ports is None or ports & wanted):
+                    frames.append(frame)
+        frames.sort(key=lambda f: f[1])
+        return frames
+
+
+def _frame_ports(data: bytes) -> set[int] | None:
+    """The UDP/TCP ports of an Ethernet frame; None for an IP fragment without them; an empty
+    set for anything else."""
+    kind = data[12:14]
+    if kind == b"\x08\x00" and len(data) >= 34:                     # IPv4
+        ihl = (data[14] & 0x0F) * 4
+        if struct.unpack("!H", data[20:22])[0] & 0x1FFF:
+            return None
+        start = 14 + ihl
+        proto = data[23]
+    elif kind == b"\x86\xdd" and len(data) >= 54:                   # IPv6 (no extension headers)
+        proto = data[20]
+        if proto == 44:
+            return None
+        start = 54
+    else:
+        return set()
+    if proto not in (6, 17) or len(data) < start + 4:
+        return set()
+    sport, dport = struct.unpack("!HH", data[start:start + 4])
+    return {sport, dport}
