@@ -58,8 +58,21 @@ HEADER_MATCHERS = {
     ]},
     "description": "header name -> value it must equal, null (absent), or {equals|regex|contains|present|absent|count}",
 }
+# A table of cases fills `{case.NAME}` from its vars before a step is read, so in a file a
+# number, status or flag may be written as that placeholder.
+PLACEHOLDER = {"type": "string", "pattern": r"^\{case\.[A-Za-z_][A-Za-z0-9_]*\}$",
+               "description": "a value from the case's vars"}
 COMMON = {"requirement": {"type": "string", "description": "the requirement this step judges, e.g. 'RFC 3515 §2.4.5 MUST'"},
           "note": {"type": "string", "description": "a remark shown in the trace"}}
+
+
+def _or_placeholder(schema: dict) -> dict:
+    """`schema`, or a {case.NAME} placeholder where the schema takes no string."""
+    types = schema.get("type")
+    types = [types] if isinstance(types, str) else types or []
+    if not types or "string" in types:
+        return schema
+    return {"anyOf": [schema, PLACEHOLDER], **({"description": schema["description"]} if "description" in schema else {})}
 
 
 def _step(key: str, key_schema: dict, description: str, props: dict, required: tuple[str, ...] = ()) -> dict:
@@ -68,8 +81,18 @@ def _step(key: str, key_schema: dict, description: str, props: dict, required: t
             "properties": properties, "required": [key, *required]}
 
 
-def step_kinds() -> dict[str, dict]:
-    """Built-in step kind -> its JSON schema (the key that names the kind is required)."""
+def step_kinds(placeholders: bool = False) -> dict[str, dict]:
+    """Built-in step kind -> its JSON schema (the key that names the kind is required).
+    placeholders: also accept {case.NAME} for numbers and flags (the schema of files as written;
+    the loader checks steps after the case's values are filled in, with plain types)."""
+    kinds = _step_kinds()
+    if placeholders:
+        for schema in kinds.values():
+            schema["properties"] = {k: _or_placeholder(v) for k, v in schema["properties"].items()}
+    return kinds
+
+
+def _step_kinds() -> dict[str, dict]:
     expect_props = {
         "at": {"type": "string", "description": "the agent that receives it"},
         "in": {"type": "string", "description": "only a message in this call"},
@@ -162,7 +185,7 @@ def _library_conditions() -> list[dict]:
 
 
 def scenario_schema() -> dict:
-    kinds = step_kinds()
+    kinds = step_kinds(placeholders=True)
     defs = {f"step_{k}": v for k, v in kinds.items()}
     library_steps = sorted(library())
     defs["step_check"]["properties"]["check"]["enum"] = [n for n in library_steps if library()[n].kind == "check"]

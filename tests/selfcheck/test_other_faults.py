@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import pathlib
+import re
 
 import pytest
 
@@ -135,11 +136,17 @@ def plan(base: pathlib.Path) -> dict[str, tuple]:
 
 
 def problems(result: SuiteResult, covered: set[str], fails: set[str], skips: set[str]) -> list[str]:
+    """Each covered purpose must have its expected verdict, over every transport it ran on (a profile
+    with several transports runs each purpose once per transport: ids ending in -udp / -tcp)."""
+    by_purpose: dict[str, set[str]] = {}
+    for test_id, verdict in result.verdicts.items():
+        by_purpose.setdefault(re.sub(r"-(udp|tcp|tls)$", "", test_id), set()).add(verdict)
     out = []
     for purpose in sorted(covered):
         want = "failed" if purpose in fails else "skipped" if purpose in skips else "passed"
-        got = result.verdicts.get(purpose, "not run")
-        if got != want:
+        seen = by_purpose.get(purpose, {"not run"})
+        got = "/".join(sorted(seen))
+        if seen != {want}:
             detail = result.messages.get(purpose, "").strip().splitlines()
             out.append(f"{purpose}: {got}, expected {want}" + (f" ({detail[0][:200]})" if detail else ""))
     return out
