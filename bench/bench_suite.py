@@ -6,7 +6,8 @@ per test.
 
 Each run is a real `referee run` into a scratch report directory. Printed per run:
   - the run's wall time, its longest test (JUnit time) and their ratio;
-  - the harness cost per test (median, p95, max) and the tests that cost the most.
+  - the harness cost per test (median, p95, max) and the tests that cost the most;
+and, with --runs R > 1, whether the R runs gave every test the same verdict.
 With --compare-serial, each run is followed by a serial run (one test at a time) of the same
 selection, and the two are compared (ratios from one invocation, on the same machine load).
 
@@ -156,6 +157,17 @@ def summarize(label: str, result: dict) -> dict:
     return figures
 
 
+def determinism(verdict_lists: list[dict[str, str]]) -> str:
+    """Do the runs agree on every test's verdict? (The JUnit verdict lists compared.)"""
+    names = sorted(set().union(*verdict_lists))
+    differ = {n: [v.get(n, "not run") for v in verdict_lists] for n in names
+              if len({v.get(n, "not run") for v in verdict_lists}) > 1}
+    if not differ:
+        return f"verdicts: identical in all {len(verdict_lists)} runs ({len(names)} tests)"
+    return (f"verdicts: {len(differ)} of {len(names)} tests differ between the {len(verdict_lists)} runs:\n"
+            + "\n".join(f"    {n}: {' '.join(v)}" for n, v in differ.items()))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dut", help="DUT profile (default: the built-in reference phone)")
@@ -169,15 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     base = pathlib.Path(args.keep) if args.keep else pathlib.Path(tempfile.mkdtemp(prefix="referee-bench-"))
     base.mkdir(parents=True, exist_ok=True)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cpus")
+    verdict_lists: list[dict[str, str]] = []
     try:
         for n in range(1, args.runs + 1):
-            figures = summarize(f"run {n}" + (f" ({args.workers} workers)" if args.workers else ""),
-                                run_once(base / f"run{n}", args, args.workers))
+            result = run_once(base / f"run{n}", args, args.workers)
+            verdict_lists.append({t["name"]: t["outcome"] for t in result["tests"]})
+            figures = summarize(f"run {n}" + (f" ({args.workers} workers)" if args.workers else ""), result)
             if args.compare_serial:
                 serial = summarize(f"run {n} serial", run_once(base / f"serial{n}", args, 1))
                 print(f"    parallel/serial: wall {figures['wall'] / serial['wall']:.2f}, "
                       f"harness median {figures['median'] / serial['median'] if serial['median'] else 0:.2f}")
             print(f"    load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        if len(verdict_lists) > 1:
+            print(determinism(verdict_lists))
     finally:
         if not args.keep:
             import shutil

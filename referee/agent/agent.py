@@ -810,6 +810,8 @@ class Agent:
         if incoming.method != "INVITE":
             await self.respond(incoming, status, reason, headers)
             return None
+        if incoming.final is not None:
+            self._raise_if_cancelled(req)
         body = b""
         if 200 <= status < 300 and sdp is not False:
             if isinstance(sdp, bytes):
@@ -829,6 +831,18 @@ class Agent:
         self.calls.append(call)
         incoming.call = call
         return call
+
+    def _raise_if_cancelled(self, invite: Request) -> None:
+        """The INVITE to answer was CANCELled by its sender (and answered 487): that is the peer's
+        doing, shown by its CANCEL, not a step the suite got wrong."""
+        for entry in reversed(self.log):
+            msg = entry.message
+            if (entry.direction == "received" and isinstance(msg, Request) and msg.method == "CANCEL"
+                    and msg.call_id == invite.call_id and msg.cseq.seq == invite.cseq.seq):
+                raise ExpectationFailed(
+                    f"{self.name}: the INVITE ({invite.summary()}) was cancelled by its sender before it "
+                    f"could be answered", [evidence_of(self.name, msg, entry.remote, entry.time, "message",
+                                                       "the INVITE left ringing until answered", "CANCEL")])
 
     async def accept_refer(self, incoming: Incoming | Inbound, status: int = 202,
                            headers: Headers = None) -> ReferNotifier | None:

@@ -187,3 +187,24 @@ def test_digest_authentication_is_answered():
         finally:
             await _close(alice, pbx)
     run(scenario())
+
+
+def test_answering_an_invite_its_sender_cancelled_names_the_cancel():
+    """The INVITE was CANCELled (and answered 487) before the scripted answer: the peer's doing,
+    shown by its CANCEL — an ExpectationFailed with that evidence, not an error of the suite."""
+    async def scenario():
+        alice, bob = await _agents("alice", "bob")
+        try:
+            bob.auto_answer = None
+            invite = await alice.invite(bob.uri)
+            incoming = await bob.expect("INVITE", timeout=2)
+            await alice.cancel(invite)
+            await bob.expect("CANCEL", timeout=2)
+            assert (await invite.final(2)).status == 487
+            with pytest.raises(ExpectationFailed, match="cancelled by its sender") as raised:
+                await bob.answer(incoming)
+            [evidence] = raised.value.evidence
+            assert evidence.message.startswith("CANCEL ") and evidence.party == "bob"
+        finally:
+            await _close(alice, bob)
+    run(scenario())
