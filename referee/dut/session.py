@@ -117,8 +117,16 @@ class DutSession:
                       for a in p.launch]
             launch[0] = launch[0] if launch[0] == "{python}" else self._launch_program()
             kwargs.update(launch=launch, capabilities=frozenset(p.capabilities), transports=tuple(p.transports))
-        self.driver = cls(**kwargs)
-        self.driver.start(timeout=p.ready_timeout)
+        for attempt in range(PORT_ATTEMPTS):
+            self.driver = cls(**kwargs)
+            try:
+                self.driver.start(timeout=p.ready_timeout)
+                break
+            except DriverError as exc:
+                # the free port the driver picked was taken before the program bound it (another
+                # test's agent or DUT): a fresh driver picks another
+                if port or attempt == PORT_ATTEMPTS - 1 or "already in use" not in str(exc).lower():
+                    raise
         self.address = (self.driver.host, self.driver.port)
 
     def _start_launched(self) -> None:
