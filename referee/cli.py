@@ -122,10 +122,7 @@ def cmd_run(args, extra: list[str]) -> int:
             print(f"error: --durations {args.durations}: no such file", file=sys.stderr)
             return 2
         pytest_args.append(f"--shard-durations={pathlib.Path(args.durations).resolve()}")
-    if args.workers is None and "load" in (args.markers or "").replace("not load", ""):
-        workers = 0            # load steps measure the DUT one at a time (and write one load-junit.xml)
-    else:
-        workers = default_workers(args.dut, extra) if args.workers is None else args.workers
+    workers = default_workers(args.dut, extra, args.markers) if args.workers is None else args.workers
     if workers > 1:
         # test purposes side by side, handed out longest first (fixtures/sharding.py): the run
         # ends close to its longest test
@@ -152,14 +149,17 @@ def cmd_run(args, extra: list[str]) -> int:
 CONCURRENT_TESTS = 4      # test purposes at a time against DUTs referee launches itself (mostly waiting)
 
 
-def default_workers(dut: str | None, extra: list[str]) -> int:
+def default_workers(dut: str | None, extra: list[str], markers: str | None = None) -> int:
     """How many test purposes `referee run` runs at once unless told (--workers, -n, -p no:xdist):
     against a DUT referee launches per test, each test has its own DUT instance, agents and
     capture window, so they run side by side. A device the tests share (an external DUT, or
     one an HTTP API or a command drives) takes one test at a time unless its profile says how
     many it takes (`parallel`), and a PBX always (every test uses the same users); so does a DUT
     on a fixed port or with users on fixed ports, and a DUT an operator drives. `parallel` also
-    caps the tests against launched DUTs."""
+    caps the tests against launched DUTs. Load steps (`-m load`) run one at a time: each
+    measures the DUT alone (and they write one load-junit.xml)."""
+    if "load" in (markers or "").replace("not load", ""):
+        return 0
     if any(a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in extra) \
             or "no:xdist" in extra:
         return 0

@@ -72,6 +72,17 @@ def quoted(value: str | None) -> str:
 
 # -- the Event header --------------------------------------------------------------------------------
 
+def _event_of(msg, expected: str):
+    """(the NOTIFY's Event view, None), or (None, the problem) when it has none or it is unparsable."""
+    try:
+        event = msg.event
+    except SipParseError as exc:
+        return None, ("Event", expected, f"{msg.header('Event')!r} (unparsable: {exc.reason})")
+    if event is None:
+        return None, ("Event", expected, "no Event header")
+    return event, None
+
+
 @check("notify_event_refer", """
     The NOTIFYs name the refer event package in their Event header.
 
@@ -80,12 +91,9 @@ def quoted(value: str | None) -> str:
     """, **CHOSEN)
 async def notify_event_refer(ctx, notifies=None, notify=None, which="each") -> None:
     def problem(msg):
-        try:
-            event = msg.event
-        except SipParseError as exc:
-            return "Event", "'refer'", f"{msg.header('Event')!r} (unparsable: {exc.reason})"
-        if event is None:
-            return "Event", "'refer'", "no Event header"
+        event, unreadable = _event_of(msg, "'refer'")
+        if unreadable:
+            return unreadable
         if event.package != "refer":
             return "Event", "package 'refer'", f"{msg.header('Event')!r}"
         return None
@@ -103,12 +111,9 @@ async def notify_event_id(ctx, refer: str, notifies=None, notify=None, which="ea
     cseq = str(ctx.message(refer).cseq.seq)
 
     def problem(msg):
-        try:
-            event = msg.event
-        except SipParseError as exc:
-            return "Event", f"refer;id={cseq}", f"{msg.header('Event')!r} (unparsable: {exc.reason})"
-        if event is None:
-            return "Event", f"refer;id={cseq}", "no Event header"
+        event, unreadable = _event_of(msg, f"refer;id={cseq}")
+        if unreadable:
+            return unreadable
         if event.id != cseq:
             return "Event", f"id={cseq} (the REFER's CSeq)", f"{msg.header('Event')!r}"
         return None

@@ -117,33 +117,24 @@ class DutSession:
                       for a in p.launch]
             launch[0] = launch[0] if launch[0] == "{python}" else self._launch_program()
             kwargs.update(launch=launch, capabilities=frozenset(p.capabilities), transports=tuple(p.transports))
-        for attempt in range(PORT_ATTEMPTS):
-            self.driver = cls(**kwargs)
-            try:
-                self.driver.start(timeout=p.ready_timeout)
-                break
-            except DriverError as exc:
-                # the free port the driver picked was taken before the program bound it (another
-                # test's agent or DUT): a fresh driver picks another
-                if port or attempt == PORT_ATTEMPTS - 1 or "already in use" not in str(exc).lower():
-                    raise
+
+        def start() -> None:
+            self.driver = cls(**kwargs)          # a fresh driver picks a fresh free port
+            self.driver.start(timeout=p.ready_timeout)
+        _retry_taken_port(start, fixed=bool(port))
         self.address = (self.driver.host, self.driver.port)
 
     def _start_launched(self) -> None:
         p = self.profile
         host = p.address[0] if p.address else "127.0.0.1"
         fixed = bool(p.address and p.address[1])
-        for attempt in range(PORT_ATTEMPTS):
+
+        def start() -> int:
             port = p.address[1] if fixed else free_port(host)
             self.process = LaunchedProcess(self.launch_command(host, port), p.ready, name=p.name, cwd=str(REPO))
-            try:
-                self.process.start(p.ready_timeout)
-                break
-            except DriverError:
-                # the free port we picked was taken before the program bound it (another test's
-                # agent or DUT): pick another; any other failure is the start's own
-                if fixed or attempt == PORT_ATTEMPTS - 1 or "already in use" not in self.process.output().lower():
-                    raise
+            self.process.start(p.ready_timeout)
+            return port
+        port = _retry_taken_port(start, fixed)
         if self.transport != "udp" or set(p.transports) - {"udp"}:
             # the ready line may come before the TCP listener is up (a test may use it even when the
             # session's transport is UDP: a party of its own on TCP)
@@ -232,6 +223,19 @@ class DutSession:
 
 # the longest a retired DUT waits for its test's artifacts before it is stopped anyway
 FINISH_TIMEOUT = 30.0
+
+
+def _retry_taken_port(start, fixed: bool):
+    """`start()` picks a free port and starts the DUT on it; call it again (up to PORT_ATTEMPTS
+    times) while it fails because that port was taken before the program bound it — another
+    test's agent or DUT got it meanwhile. Any other failure, or a port the profile fixes, is
+    raised at once. Returns what `start` returns."""
+    for attempt in range(PORT_ATTEMPTS):
+        try:
+            return start()
+        except DriverError as exc:         # its text carries the program's last output
+            if fixed or attempt == PORT_ATTEMPTS - 1 or "already in use" not in str(exc).lower():
+                raise
 
 
 def launches_instances(profile: Profile) -> bool:

@@ -167,10 +167,6 @@ class Dialog:
         return f"{self.call_id};to-tag={self.remote_tag};from-tag={self.local_tag}"
 
 
-def _without_tag(value: str) -> str:
-    return _name_addr_without_tag(NameAddr.parse(value))
-
-
 def _name_addr_without_tag(addr: NameAddr) -> str:
     """The name-addr rendered without its tag parameter (the dialog's local or remote URI)."""
     params = addr.params.items()

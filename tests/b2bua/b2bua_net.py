@@ -47,6 +47,7 @@ class Net:
         self.released: list[int] = []
         self.logs: list[str] = []
         self.lost: list[SendSip] = []
+        self.sent: list = []               # every message the PBX sent, in order
         if register and not static:
             for phone in self.by_name.values():
                 phone.register()
@@ -58,6 +59,7 @@ class Net:
     def feed(self, actions) -> None:
         for action in actions:
             if isinstance(action, SendSip):
+                self.sent.append(action.message)
                 phone = self.by_port.get(action.dest[1])
                 if phone is None:
                     self.lost.append(action)

@@ -40,6 +40,13 @@ def test_default_workers(tmp_path, text, workers):
     assert default_workers(profile(tmp_path, text), []) == workers
 
 
+def test_load_steps_run_one_at_a_time(tmp_path):
+    path = profile(tmp_path, PHONE + 'driver = "refphone"\n')
+    assert default_workers(path, [], "load") == 0
+    assert default_workers(path, [], "load and rfc3515") == 0
+    assert default_workers(path, [], "not load") == CONCURRENT_TESTS
+
+
 def test_workers_given_on_the_command_line_win(tmp_path):
     path = profile(tmp_path, PHONE + 'driver = "refphone"\n')
     assert default_workers(path, ["-n", "2"]) == 0

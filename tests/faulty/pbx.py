@@ -44,8 +44,9 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 from referee.dut.profile import load_profile  # noqa: E402
-from referee.sip import (Credentials, NameAddr, Replaces, Request, Response, SipParseError,  # noqa: E402
-                         SipUri, canonical_name, make_challenge, parse, verify)
+from referee.sip import (NameAddr, Replaces, Request, Response, SipParseError,  # noqa: E402
+                         SipUri, canonical_name, make_challenge, parse)
+from digest_users import user_with_valid_credentials  # noqa: E402  (tests/faulty, this script's folder)
 from referee.sip.sipfrag import Sipfrag  # noqa: E402
 from referee.stack import new_tag  # noqa: E402
 from referee.transport import Received, TransportError, open_transport  # noqa: E402
@@ -188,18 +189,7 @@ class Pbx:
 
     def authenticated_user(self, request: Request, header: str):
         """The profile user whose valid credentials `request` carries, or None."""
-        for value in request.header_all(header):
-            try:
-                creds = Credentials.parse(value)
-            except SipParseError:
-                continue
-            user = self.by_username.get(creds.username)
-            if (user is None or user.password is None or creds.realm != self.domain
-                    or creds.nonce not in self.nonces):
-                continue
-            if verify(creds, request.method, user.password, request.body):
-                return user
-        return None
+        return user_with_valid_credentials(request, header, self.by_username, self.domain, self.nonces)
 
     async def authorize(self, request: Request, source) -> bool:
         """Out-of-dialog request from a user: True to go on, False when answered (407 / 403)."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import secrets
 
-from referee.sip import Credentials, NameAddr, Request, SipParseError, SipUri, make_challenge, verify
+from digest_users import user_with_valid_credentials
+from referee.sip import NameAddr, Request, SipUri, make_challenge
 
 MAX_NONCES = 512
 
@@ -71,18 +72,7 @@ class Registrar:
 
     def credentials_of(self, request: Request, header: str):
         """The user whose valid credentials `request` carries in `header`, or None."""
-        for value in request.header_all(header):
-            try:
-                creds = Credentials.parse(value)
-            except SipParseError:
-                continue
-            user = self.by_username.get(creds.username)
-            if (user is None or user.password is None or creds.realm != self.realm
-                    or creds.nonce not in self.nonces):
-                continue
-            if verify(creds, request.method, user.password, request.body):
-                return user
-        return None
+        return user_with_valid_credentials(request, header, self.by_username, self.realm, self.nonces)
 
     def claimed_user(self, request: Request):
         uri = request.from_.uri
