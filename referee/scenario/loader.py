@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import pathlib
 import re
 
@@ -118,16 +119,23 @@ def _shallow(schema: dict) -> dict:
     return shallow
 
 
+@functools.lru_cache(maxsize=2)
+def _compiled(library_steps: tuple[str, ...]):
+    """The schema and its validators, made once for a given step library (the files of a run
+    share them)."""
+    schema = scenario_schema()
+    kinds = step_kinds()
+    step_validators = {k: jsonschema.Draft202012Validator(v, resolver=None)
+                       for k, v in kinds.items() if k != "any_order"}
+    return schema, jsonschema.Draft202012Validator(_shallow(schema)), kinds, step_validators
+
+
 class _Structure:
     """Messages from JSON Schema errors, with the line of the offending key or value."""
 
     def __init__(self, fail) -> None:
         self.fail = fail
-        self.schema = scenario_schema()
-        self.top = jsonschema.Draft202012Validator(_shallow(self.schema))
-        self.kinds = step_kinds()
-        self.step_validators = {k: jsonschema.Draft202012Validator(v, resolver=None)
-                                for k, v in self.kinds.items() if k != "any_order"}
+        self.schema, self.top, self.kinds, self.step_validators = _compiled(tuple(sorted(library())))
 
     def check_top(self, data: LDict) -> None:
         errors = sorted(self.top.iter_errors(data), key=lambda e: (len(e.absolute_path), e.validator != "oneOf"))

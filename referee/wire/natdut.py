@@ -30,7 +30,9 @@ import contextlib
 import dataclasses
 import difflib
 import errno
+import os
 import pathlib
+import signal
 import socket
 import struct
 import subprocess
@@ -91,6 +93,7 @@ class NatDut:
             port = DUT_PORT_ALL_ADDRESSES if binds_all_addresses(profile) else SIP_PORT
         self.profile = dataclasses.replace(profile, address=(host, port))
         self.ns = ns
+        self.host = host          # the address it was placed on
         self.topology = topology
         self.name = profile.name
         self.kind = profile.kind
@@ -130,6 +133,10 @@ class NatDut:
         self.process.start(p.ready_timeout)
         return self
 
+    def behind(self, proxy: tuple[str, int]) -> None:
+        """From now on the suite sends to `proxy` (in front of the DUT) instead of the DUT."""
+        self.address = proxy
+
     def _nat_namespace(self) -> str:
         """The nat namespace of the topology the DUT is in."""
         if self.topology is not None:
@@ -142,6 +149,29 @@ class NatDut:
         raise NatPlacementError(f"the DUT listens on port {self.phone_address[1]}, not {SIP_PORT}, and the SIP "
                                 f"ALG must be assigned to that port too, but the nat namespace of {self.ns!r} "
                                 f"is unknown (fix: pass topology= to NatDut)")
+
+    def silence(self) -> bool:
+        """Kill the DUT's processes at once (SIGKILL to its process group), so that it sends
+        nothing more: no BYE on the way out, no late retransmission. `stop` still cleans up after
+        it. False when its process is not known (the caller must `stop` it before anything else
+        uses the addresses it talks to)."""
+        pid = None
+        if self.process is not None and self.process.proc is not None:
+            pid = self.process.proc.pid
+        elif self.driver is not None:
+            pid = getattr(self.driver, "pid", None)
+        if not pid:
+            return False
+        try:
+            if os.getpgid(pid) == pid:          # launched DUTs and pty children lead their group
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass                                # already gone
+        except PermissionError:
+            return False
+        return True
 
     def stop(self) -> None:
         if self.session is not None:

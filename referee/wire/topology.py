@@ -372,6 +372,11 @@ class Topology:
         self.hosts.append(host)
         return host
 
+    def ensure_host(self, side: str, addr: str) -> None:
+        """`add_host` unless `addr` is already an address of this topology."""
+        if addr not in {LAN_ADDR, LAN_GW, NAT_WAN_ADDR, WAN_ADDR} | {h.addr for h in self.hosts}:
+            self.add_host(side, addr)
+
     def run_in(self, ns: str, argv: Sequence[str], input: str | None = None,
                timeout: float = _CMD_TIMEOUT,
                check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -10,9 +10,9 @@ import pytest
 
 from referee.agent import Agent
 from referee.dut import load_profile
-from referee.wire import Topology, available
 from referee.wire.natdut import DUT_PORT_ALL_ADDRESSES, SIP_PORT, NatDut, netns_socket_factory
 from tests.programs import require_program
+from tests.topologies import topology_or_skip
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 WAN_DUT, WAN_NEIGHBOUR = "198.19.0.2", "198.19.0.3"
@@ -22,15 +22,8 @@ pytestmark = pytest.mark.timeout(120)
 
 @pytest.fixture(scope="module")
 def topology():
-    ok, why = available(alg=True)
-    if not ok:
-        pytest.skip(f"NAT topology unavailable here: {why}")
-    topo = Topology(alg=True, prefix="rfdut", ipv6=False)
-    try:
-        topo.add_host("wan", WAN_NEIGHBOUR)
+    with topology_or_skip("rfdut", alg=True, hosts=(("wan", WAN_NEIGHBOUR),)) as topo:
         yield topo
-    finally:
-        topo.teardown()
 
 
 def test_twinkle_leaves_5060_to_its_neighbours(topology):

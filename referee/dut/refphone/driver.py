@@ -25,9 +25,11 @@ import pexpect
 from ..driver import DriverError, PhoneDriver, PhoneEvent, ProgramMissing, check_transport
 from ..tls import make_certificates
 from . import protocol
+from .zygote import Zygote, ZygoteError
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]   # the directory holding the referee package
 _TAIL_LINES = 40
+_CONSOLE = ("-m", "referee.dut.refphone")          # the reference phone's console, as `python -m`
 
 
 class RefPhoneDriver(PhoneDriver):
@@ -108,7 +110,7 @@ class RefPhoneDriver(PhoneDriver):
 
     def _console_command(self) -> tuple[str, list[str]]:
         """Program and arguments of the console to launch (ConsoleDriver launches another one)."""
-        argv = ["-m", "referee.dut.refphone", "--host", self.host, "--port", str(self.port),
+        argv = [*_CONSOLE, "--host", self.host, "--port", str(self.port),
                 "--user", self.user, "--transport", self.transport,
                 "--answer", self.answer_mode, "--refer", self.refer_policy]
         if self.transport == "tls":
@@ -121,6 +123,18 @@ class RefPhoneDriver(PhoneDriver):
                 scheme, user, password = self.control_auth
                 argv += ["--control-auth", scheme, "--control-user", user, "--control-password", password]
         return sys.executable, argv
+
+    def _spawn(self, program: str, argv: list[str], env: dict[str, str]):
+        """The console process under pexpect: forked by this process's zygote when it is the
+        reference phone's own console (zygote.py), else launched."""
+        if program == sys.executable and argv[:2] == list(_CONSOLE):
+            return Zygote.get(env).spawn(argv[2:])
+        child = pexpect.spawn(program, argv, env=env, echo=False, encoding="utf-8", codec_errors="replace",
+                              timeout=None)
+        # pexpect waits 50 ms before every send, for terminal programs that are not yet
+        # reading; the console reads whole lines whenever they come
+        child.delaybeforesend = None
+        return child
 
     def _check_transport(self) -> None:
         check_transport(self.name, self.transport, self.transports, self.transport_limits)
@@ -137,9 +151,8 @@ class RefPhoneDriver(PhoneDriver):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO_ROOT), env.get("PYTHONPATH")) if p)
         try:
-            child = pexpect.spawn(program, argv, env=env, echo=False, encoding="utf-8",
-                                  codec_errors="replace", timeout=None)
-        except (OSError, pexpect.ExceptionPexpect) as exc:
+            child = self._spawn(program, argv, env)
+        except (OSError, pexpect.ExceptionPexpect, ZygoteError) as exc:
             shown = ["********" if i and argv[i - 1] == "--control-password" else a for i, a in enumerate(argv)]
             raise DriverError(f"refphone: cannot launch {program} {' '.join(shown)}: {exc}") from None
         with self._cond:
@@ -199,7 +212,7 @@ class RefPhoneDriver(PhoneDriver):
                 self._reader.join(2.0)
             with self._proc_lock:
                 try:
-                    if not child.isalive():
+                    if not child.isalive() and hasattr(child, "ptyproc"):
                         child.ptyproc.delayafterclose = 0   # nothing left to wait for
                     child.close(force=True)     # closes the pty and reaps the process
                 except Exception:  # noqa: BLE001 - stop() never raises
