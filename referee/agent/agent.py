@@ -135,6 +135,7 @@ class Agent:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.transport is not None:
             self.transport.close()
+            await asyncio.sleep(0)   # a datagram transport closes its socket on the loop's next turn: the port is free on return
         if self._rtp is not None:
             try:
                 asyncio.get_running_loop().remove_reader(self._rtp.fileno())
