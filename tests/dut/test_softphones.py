@@ -415,23 +415,35 @@ Content-Length: 0
 """
 
 
+BIND_GRACE = 0.3   # seconds in which SIPp binds its sockets or exits saying why
+
+
 class Sipp:
     """One SIPp run on loopback with free ports, always reaped."""
 
     def __init__(self, tmp: Path, name: str, xml: str, *args: str) -> None:
         sipp = require_program("sipp")
-        self.port = free_port()
         self.errors = tmp / f"{name}.errors.log"
         self.messages = tmp / f"{name}.messages.log"
         scenario = tmp / f"{name}.xml"
         scenario.write_text(xml)
-        cmd = [sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-bind_local",
-               "-p", str(self.port), "-mp", str(free_port()), "-cp", str(free_port()),
-               "-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error",
-               "-trace_err", "-error_file", str(self.errors),
-               "-trace_msg", "-message_file", str(self.messages), *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, start_new_session=True)
+        for attempt in range(3):
+            # ports free when probed; another process may take one before SIPp binds it
+            self.port = free_port()
+            cmd = [sipp, "-sf", str(scenario), "-i", "127.0.0.1", "-bind_local",
+                   "-p", str(self.port), "-mp", str(free_port()), "-cp", str(free_port()),
+                   "-m", "1", "-nostdin", "-timeout", "20s", "-timeout_error",
+                   "-trace_err", "-error_file", str(self.errors),
+                   "-trace_msg", "-message_file", str(self.messages), *args]
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         text=True, start_new_session=True)
+            try:
+                self.proc.wait(timeout=BIND_GRACE)
+            except subprocess.TimeoutExpired:
+                return                      # running: its sockets are bound
+            said = self.proc.stderr.read() if self.proc.stderr else ""
+            if attempt == 2 or not ("already in use" in said or "Unable to bind" in said):
+                raise AssertionError(f"SIPp {name} exited at start (exit {self.proc.returncode}): {said[-2000:]}")
 
     def finish(self, timeout: float = 25.0) -> int:
         try:
@@ -482,7 +494,11 @@ def test_refer_sub_false_gets_no_notify(product: str, launch, tmp_path: Path) ->
     sipp = Sipp(tmp_path, "refersub", REFER_SUB_FALSE, "-s", "bob", "-key", "target",
                 carol.sip_uri, f"127.0.0.1:{bob.port}")
     try:
-        request = bob.wait_event("transfer_request", timeout=10)
+        try:
+            request = bob.wait_event("transfer_request", timeout=10)
+        except DriverError as exc:
+            sipp.kill()
+            raise AssertionError(f"{exc}\nSIPp:\n{sipp.diagnostics()}\n{product}:\n{bob.output_tail()}") from None
         assert request.get("refer_sub").lower() == "false"
         at_carol = carol.wait_event("incoming")
         carol.wait_event("confirmed", call=at_carol.get("call"))
