@@ -362,9 +362,7 @@ class Topology:
             raise ValueError("this topology was built without IPv6")
         if ip not in net or ip in (net.network_address, net.broadcast_address):
             raise ValueError(f"{addr} is not a host address of the {side} subnet {net}")
-        taken = {LAN_ADDR, LAN_GW, NAT_WAN_ADDR, WAN_ADDR, LAN_ADDR6, LAN_GW6, NAT_WAN_ADDR6,
-                 WAN_ADDR6} | {h.addr for h in self.hosts}
-        if str(ip) in taken:
+        if str(ip) in self._addresses():
             raise ValueError(f"{addr} is already used in this topology")
         extra = " nodad" if ip.version == 6 else ""
         _ip_batch(self.ns[side], [f"addr add {ip}/{net.prefixlen} dev {HOST_IF}{extra}"])
@@ -374,8 +372,13 @@ class Topology:
 
     def ensure_host(self, side: str, addr: str) -> None:
         """`add_host` unless `addr` is already an address of this topology."""
-        if addr not in {LAN_ADDR, LAN_GW, NAT_WAN_ADDR, WAN_ADDR} | {h.addr for h in self.hosts}:
+        if addr not in self._addresses():
             self.add_host(side, addr)
+
+    def _addresses(self) -> set[str]:
+        """Every address the topology's namespaces hold."""
+        return {LAN_ADDR, LAN_GW, NAT_WAN_ADDR, WAN_ADDR, LAN_ADDR6, LAN_GW6, NAT_WAN_ADDR6,
+                WAN_ADDR6} | {h.addr for h in self.hosts}
 
     def run_in(self, ns: str, argv: Sequence[str], input: str | None = None,
                timeout: float = _CMD_TIMEOUT,
